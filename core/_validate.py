@@ -1,0 +1,86 @@
+"""Argument checks shared by every entry point. Each error names the offending value."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._compat import is_traced
+
+REDUCTIONS = ("mean", "sum", "none")
+SPREADS = ("all", "others")
+
+
+def check_options(reduction: str, spread: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
+
+
+def check_eps(eps: Any) -> None:
+    """ε must be a finite number in [0, 1]; a traced ε cannot be checked and is trusted."""
+    if is_traced(eps):
+        return
+    try:
+        value = float(eps)
+    except TypeError as err:
+        raise ValueError(f"eps must be a number in [0, 1], got {eps!r}") from err
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"eps must be a finite number in [0, 1], got {value!r}")
+
+
+def class_axis(ndim: int, axis: int) -> int:
+    if not isinstance(axis, int) or not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis!r} is out of range for logits with {ndim} dimension(s)")
+    return axis % ndim
+
+
+def check_logits(xp: Any, logits: Any) -> None:
+    if not xp.isdtype(logits.dtype, "real floating"):
+        raise TypeError(f"logits must have a real floating dtype, got {logits.dtype}")
+    if logits.ndim == 0:
+        raise ValueError("logits must have at least one dimension (the class axis)")
+
+
+def label_form(xp: Any, logits: Any, labels: Any, axis: int) -> bool:
+    """True for integer class indices, False for probability labels; ValueError otherwise."""
+    shape = tuple(logits.shape)
+    batch = shape[:axis] + shape[axis + 1 :]
+    if xp.isdtype(labels.dtype, "integral") and tuple(labels.shape) == batch:
+        return True
+    if xp.isdtype(labels.dtype, "real floating") and tuple(labels.shape) == shape:
+        return False
+    raise ValueError(
+        f"labels of shape {tuple(labels.shape)} and dtype {labels.dtype} fit neither form: "
+        f"integer class indices of shape {batch} or floating probabilities of shape {shape}"
+    )
+
+
+def check_weight(weight: Any, num_classes: int) -> None:
+    if weight.ndim != 1 or weight.shape[0] != num_classes:
+        raise ValueError(
+            f"weight must have shape ({num_classes},), one entry per class, "
+            f"got shape {tuple(weight.shape)}"
+        )
+
+
+def check_label_values(
+    xp: Any, labels: Any, num_classes: int, ignore_index: int | None, mask: Any
+) -> None:
+    """Eager range check of integer labels (skipped for traced labels: the math gives NaN)."""
+    if is_traced(labels) or math.prod(labels.shape) == 0:
+        return
+    kept = labels if ignore_index is None else xp.where(labels == ignore_index, 0, labels)
+    low, high = int(xp.min(kept)), int(xp.max(kept))
+    if low < 0 or high >= num_classes:
+        bad = low if low < 0 else high
+        extra = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
+        raise ValueError(f"label {bad} is out of range: labels must lie in [0, {num_classes}){extra}")
+    if mask is not None:
+        safe = xp.astype(xp.expand_dims(kept, axis=-1), labels.dtype)
+        hit = xp.take_along_axis(mask, safe, axis=-1)[..., 0]
+        if ignore_index is not None:
+            hit = hit | (labels == ignore_index)
+        if not bool(xp.all(hit)):
+            raise ValueError("a label points at a class that `where` masks out")
