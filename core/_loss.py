@@ -73,7 +73,9 @@ def loss(
       accumulated in float32. An out-of-range label raises ``ValueError`` on concrete arrays;
       under jit / graph tracing it makes that example's loss NaN instead.
     """
-    value, _ = _run(logits, labels, eps, axis, weight, ignore_index, where, reduction, spread, False)
+    value, _ = _run(
+        logits, labels, eps, axis, weight, ignore_index, where, reduction, spread, False
+    )
     return value
 
 
@@ -94,7 +96,9 @@ def grad(
     Same arguments as :func:`loss`. The result has the logits' shape and dtype; for
     ``reduction="none"`` it is the gradient of the sum of the per-example losses.
     """
-    _, gradient = _run(logits, labels, eps, axis, weight, ignore_index, where, reduction, spread, True)
+    _, gradient = _run(
+        logits, labels, eps, axis, weight, ignore_index, where, reduction, spread, True
+    )
     return gradient
 
 
@@ -110,7 +114,7 @@ def loss_and_grad(
     reduction: Reduction = "mean",
     spread: Spread = "all",
 ) -> tuple[Any, Any]:
-    """:func:`loss` and :func:`grad` together, sharing the max, exp and sums (one exp per element)."""
+    """:func:`loss` and :func:`grad` together, sharing the max, the exp and the sums."""
     return _run(logits, labels, eps, axis, weight, ignore_index, where, reduction, spread, True)
 
 
@@ -128,9 +132,9 @@ def smooth_labels(
     class axis is inserted at ``axis``) or floating probabilities with the classes on ``axis``.
     ``spread="others"`` gives 1 − ε on the label and ε/(K − 1) elsewhere.
     """
-    xp = namespace(labels, eps)
     _validate.check_options("mean", spread)
     _validate.check_eps(eps)
+    xp = namespace(labels, eps)
     if xp.isdtype(labels.dtype, "integral"):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"integer labels need num_classes >= 1, got {num_classes!r}")
@@ -180,9 +184,9 @@ def _run(
     want_grad: bool,
 ) -> tuple[Any, Any]:
     """Validate, bring the class axis last, evaluate, and restore layout and dtype."""
-    xp = namespace(logits, labels, weight, where, eps)
     _validate.check_options(reduction, spread)
     _validate.check_eps(eps)
+    xp = namespace(logits, labels, weight, where, eps)
     _validate.check_logits(xp, logits)
     ax = _validate.class_axis(logits.ndim, axis)
     integer = _validate.label_form(xp, logits, labels, ax)
@@ -197,13 +201,7 @@ def _run(
     if where is not None:
         if where.dtype != xp.bool:
             raise ValueError(f"where must be a boolean class mask, got dtype {where.dtype}")
-        try:
-            mask = xp.moveaxis(xp.broadcast_to(where, logits.shape), ax, -1)
-        except (ValueError, RuntimeError) as err:
-            raise ValueError(
-                f"where of shape {tuple(where.shape)} does not broadcast to logits of shape "
-                f"{tuple(logits.shape)}"
-            ) from err
+        mask = xp.moveaxis(_validate.broadcastable_mask(xp, where, logits), ax, -1)
     w = None
     if weight is not None:
         _validate.check_weight(weight, k)
@@ -218,7 +216,9 @@ def _run(
         if mask is None:
             _spread_eps(eps, k, spread)  # rejects K < 2 for spread="others" up front
         _validate.check_label_values(xp, labels, k, ignore_index, mask)
-        index_dtype = xp.__array_namespace_info__().default_dtypes(device=_device(labels))["indexing"]
+        index_dtype = xp.__array_namespace_info__().default_dtypes(device=_device(labels))[
+            "indexing"
+        ]
         target = xp.astype(labels, index_dtype)
     else:
         if ignore_index is not None:
@@ -228,8 +228,9 @@ def _run(
         target = xp.moveaxis(labels, ax, -1)
         target = xp.astype(target, work)
 
-    value, gradient = _evaluate(xp, z, target, integer, eps, w, ignore_index, mask, reduction,
-                                spread, want_grad)
+    value, gradient = _evaluate(
+        xp, z, target, integer, eps, w, ignore_index, mask, reduction, spread, want_grad
+    )
     value = xp.astype(value, dtype)
     if gradient is not None:
         gradient = xp.moveaxis(xp.astype(gradient, dtype), -1, ax)

@@ -22,6 +22,8 @@ def check_eps(eps: Any) -> None:
     """ε must be a finite number in [0, 1]; a traced ε cannot be checked and is trusted."""
     if is_traced(eps):
         return
+    if isinstance(eps, (str, bytes, bool)):
+        raise ValueError(f"eps must be a number in [0, 1], got {eps!r}")
     try:
         value = float(eps)
     except TypeError as err:
@@ -57,6 +59,21 @@ def label_form(xp: Any, logits: Any, labels: Any, axis: int) -> bool:
     )
 
 
+def broadcastable_mask(xp: Any, where: Any, logits: Any) -> Any:
+    """``where`` with the logits' number of dimensions, size-1 axes left to broadcast.
+
+    Not expanded to the full shape: the mask stays as small as the caller made it.
+    """
+    shape, target = tuple(where.shape), tuple(logits.shape)
+    trailing = target[len(target) - len(shape) :]
+    fits = len(shape) <= len(target) and all(
+        a == 1 or b is None or a == b for a, b in zip(shape, trailing, strict=True)
+    )
+    if not fits:
+        raise ValueError(f"where of shape {shape} does not broadcast to logits of shape {target}")
+    return xp.reshape(where, (1,) * (len(target) - len(shape)) + shape)
+
+
 def check_weight(weight: Any, num_classes: int) -> None:
     if weight.ndim != 1 or weight.shape[0] != num_classes:
         raise ValueError(
@@ -76,7 +93,9 @@ def check_label_values(
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         extra = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
-        raise ValueError(f"label {bad} is out of range: labels must lie in [0, {num_classes}){extra}")
+        raise ValueError(
+            f"label {bad} is out of range: labels must lie in [0, {num_classes}){extra}"
+        )
     if mask is not None:
         safe = xp.astype(xp.expand_dims(kept, axis=-1), labels.dtype)
         hit = xp.take_along_axis(mask, safe, axis=-1)[..., 0]

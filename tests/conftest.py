@@ -9,9 +9,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import torch  # noqa: E402,F401  (must precede tensorflow)
-
-import jax  # noqa: E402
+import jax
+import torch  # noqa: F401  (must precede tensorflow)
 
 jax.config.update("jax_enable_x64", True)  # float64 tests need it; float32 stays float32
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-bool = tf.bool  # noqa: A001 - the standard's name
+bool = tf.bool
 float16 = tf.float16
 bfloat16 = tf.bfloat16
 float32 = tf.float32
@@ -42,7 +42,7 @@ def __array_namespace_info__() -> _Info:
     return _Info()
 
 
-class finfo:  # noqa: N801 - the standard's name
+class finfo:
     def __init__(self, dtype: Any) -> None:
         dtype = tf.as_dtype(dtype)
         if not dtype.is_floating:
@@ -93,8 +93,9 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     return x if x.dtype == dtype and not copy else tf.cast(x, dtype)
 
 
-def arange(start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None,
-           device: Any = None) -> Any:
+def arange(
+    start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None
+) -> Any:
     if stop is None:
         start, stop = 0, start
     return tf.range(start, stop, step, dtype=dtype or int64)
@@ -119,7 +120,10 @@ def expand_dims(x: Any, /, *, axis: int = 0) -> Any:
 def broadcast_to(x: Any, /, shape: Any) -> Any:
     if None in tuple(shape):
         raise ValueError(f"cannot broadcast to a shape with unknown dimensions: {shape}")
-    return tf.broadcast_to(x, shape)
+    try:
+        return tf.broadcast_to(x, shape)
+    except tf.errors.InvalidArgumentError as err:  # eager shape mismatch: the standard's ValueError
+        raise ValueError(str(err)) from err
 
 
 def moveaxis(x: Any, source: int, destination: int, /) -> Any:
@@ -169,13 +173,13 @@ def _reduce(op: Any) -> Any:
     return reduction
 
 
-sum = _reduce(tf.reduce_sum)  # noqa: A001
+sum = _reduce(tf.reduce_sum)
 prod = _reduce(tf.reduce_prod)
-max = _reduce(tf.reduce_max)  # noqa: A001
-min = _reduce(tf.reduce_min)  # noqa: A001
+max = _reduce(tf.reduce_max)
+min = _reduce(tf.reduce_min)
 mean = _reduce(tf.reduce_mean)
-any = _reduce(tf.reduce_any)  # noqa: A001
-all = _reduce(tf.reduce_all)  # noqa: A001
+any = _reduce(tf.reduce_any)
+all = _reduce(tf.reduce_all)
 
 
 def argmax(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
@@ -189,7 +193,7 @@ exp = tf.exp
 log = tf.math.log
 log1p = tf.math.log1p
 sqrt = tf.sqrt
-abs = tf.abs  # noqa: A001
+abs = tf.abs
 isfinite = tf.math.is_finite
 isnan = tf.math.is_nan
 maximum = tf.maximum

@@ -1,0 +1,10 @@
+"""PyTorch adapter: ``cross_entropy`` and ``CrossEntropyLoss``, drop-ins for torch's own.
+
+Forward and backward values come from the core (``smoothce.loss_and_grad``) through a
+``torch.autograd.Function``; the default ``label_smoothing`` is 0.1.
+"""
+
+from ._functional import cross_entropy as cross_entropy
+from ._module import CrossEntropyLoss as CrossEntropyLoss
+
+__all__ = ["CrossEntropyLoss", "cross_entropy"]

@@ -1,0 +1,77 @@
+"""Set-up-and-run commands for a fresh machine with only Python 3.11 and pip.
+
+    python3 dev.py demo [demo options]   # the main job: NumPy only, in .venv-demo
+    python3 dev.py test [pytest options] # lint + the whole cross-framework matrix, in .venv
+    python3 dev.py docs                  # strict build of the documentation site, in .venv-docs
+    python3 dev.py bench [bench options] # the benchmark table, in .venv
+
+Each command creates its virtual environment on first use and reinstalls only when
+pyproject.toml or this file changes. The test environment pins torch==2.13.0, the CPU wheel
+this project develops against (a plain `pip install torch` pulls a multi-GB CUDA build).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+TEST_PINS = ["torch==2.13.0"]
+ENVS = {
+    # name: (folder, what to install)
+    "demo": (".venv-demo", [".[demo]"]),
+    "test": (".venv", [*TEST_PINS, "-e", ".[all,test]"]),
+    "docs": (".venv-docs", [*TEST_PINS, "-e", ".[all,docs]"]),
+}
+
+
+def _python(folder: Path) -> Path:
+    return folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_env(name: str) -> Path:
+    """Create or refresh the virtual environment ``name``; return its Python."""
+    folder, requirements = ENVS[name]
+    env = ROOT / folder
+    stamp = env / ".smoothce-installed"
+    digest = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + Path(__file__).read_bytes()
+    ).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return _python(env)
+    if not _python(env).exists():
+        print(f"[dev] creating {folder}", flush=True)
+        venv.create(env, with_pip=True)
+    python = str(_python(env))
+    print(f"[dev] installing {' '.join(requirements)} into {folder}", flush=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", *requirements], cwd=ROOT, check=True)
+    stamp.write_text(digest)
+    return _python(env)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "docs", "bench"):
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "demo":
+        python = ensure_env("demo")
+        return subprocess.call([str(python), "-m", "smoothce", "demo", *rest], cwd=ROOT)
+    if command == "docs":
+        python = ensure_env("docs")
+        return subprocess.call([str(python), "-m", "mkdocs", "build", "--strict", *rest], cwd=ROOT)
+    python = ensure_env("test")
+    if command == "bench":
+        return subprocess.call([str(python), "-m", "smoothce", "bench", *rest], cwd=ROOT)
+    lint = subprocess.call([str(python), "-m", "ruff", "check", "."], cwd=ROOT)
+    tests = subprocess.call([str(python), "-m", "pytest", *rest], cwd=ROOT)
+    return lint or tests
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,230 @@
+"""Checks of smoothce.keras on the Keras backend chosen by KERAS_BACKEND, run in its own process.
+
+Usage: ``KERAS_BACKEND=<backend> python tests/keras_backend_check.py <scratch dir>``. Prints one
+JSON object (last line of stdout) of measured differences and facts, which
+tests/test_keras_adapter.py asserts on; any exception makes the process fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("KERAS_BACKEND") == "torch":
+    import torch  # noqa: F401  (torch before tensorflow: the reverse order can segfault)
+
+import keras
+import numpy as np
+from keras import ops
+
+import smoothce.keras as sk
+
+BACKEND = keras.backend.backend()
+EPS = 0.1
+results: dict[str, object] = {
+    "backend": BACKEND,
+    # smoothce.keras itself pulls in no framework beyond the active backend
+    "frameworks_loaded": sorted(m for m in ("tensorflow", "torch", "jax") if m in sys.modules),
+}
+
+
+def np_(x: object) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(x), dtype=np.float64)
+
+
+def value_and_grad(fn, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """fn(tensor) -> scalar, and its gradient w.r.t. that tensor, with the backend's autodiff."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        t = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            out = fn(t)
+        return np_(out), np_(tape.gradient(out, t))
+    if BACKEND == "jax":
+        import jax
+
+        out, g = jax.value_and_grad(fn)(jax.numpy.asarray(x))
+        return np_(out), np_(g)
+    import torch
+
+    t = torch.tensor(x, requires_grad=True)
+    out = fn(t)
+    out.backward()
+    return np_(out.detach()), np_(t.grad)
+
+
+def maxdiff(a: object, b: object) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+rng = np.random.default_rng(0)
+K = 5
+logits = (rng.normal(size=(8, K)) * 2).astype("float32")
+labels = rng.integers(0, K, size=8)
+labels[[1, 4]] = 2
+onehot = np.eye(K, dtype="float32")[labels]
+probs = np_(ops.softmax(logits)).astype("float32")  # plain arrays: no remembered logits
+
+# 1. values and gradients against Keras's CategoricalCrossentropy(label_smoothing=...)
+for from_logits, pred in ((True, logits), (False, probs)):
+    ours = sk.CategoricalCrossentropy(EPS, from_logits=from_logits)
+    native = keras.losses.CategoricalCrossentropy(label_smoothing=EPS, from_logits=from_logits)
+    sparse = sk.SparseCategoricalCrossentropy(EPS, from_logits=from_logits)
+    v1, g1 = value_and_grad(lambda p, f=ours: f(onehot, p), pred)
+    v2, g2 = value_and_grad(lambda p, f=native: f(onehot, p), pred)
+    v3, g3 = value_and_grad(lambda p, f=sparse: f(labels, p), pred)
+    tag = "logits" if from_logits else "probs"
+    results[f"cce_{tag}_value"] = maxdiff(v1, v2)
+    results[f"cce_{tag}_grad"] = maxdiff(g1, g2)
+    results[f"sparse_vs_dense_{tag}_value"] = maxdiff(v3, v1)
+    results[f"sparse_vs_dense_{tag}_grad"] = maxdiff(g3, g1)
+    results[f"grad_scale_{tag}"] = float(np.max(np.abs(g2)))
+
+# axis=1 on (N, C, T): compare with Keras on targets smoothed over the C classes beforehand
+# (Keras's own label_smoothing would take K from the last axis, see docs/keras.md)
+z3 = rng.normal(size=(3, K, 4)).astype("float32")
+y3 = rng.integers(0, K, size=(3, 4))
+oh3 = np.moveaxis(np.eye(K, dtype="float32")[y3], -1, 1)
+smoothed3 = oh3 * (1 - EPS) + EPS / K
+for from_logits, pred in ((True, z3), (False, np_(ops.softmax(z3, axis=1)).astype("float32"))):
+    tag = "logits" if from_logits else "probs"
+    ours = sk.CategoricalCrossentropy(EPS, from_logits=from_logits, axis=1)
+    native = keras.losses.CategoricalCrossentropy(from_logits=from_logits, axis=1)
+    sparse = sk.SparseCategoricalCrossentropy(EPS, from_logits=from_logits, axis=1)
+    v1, g1 = value_and_grad(lambda p, f=ours: f(oh3, p), pred)
+    v2, g2 = value_and_grad(lambda p, f=native: f(smoothed3, p), pred)
+    v3, g3 = value_and_grad(lambda p, f=sparse: f(y3, p), pred)
+    results[f"axis1_{tag}_value"] = maxdiff(v1, v2)
+    results[f"axis1_{tag}_grad"] = maxdiff(g1, g2)
+    results[f"axis1_sparse_{tag}_value"] = maxdiff(v3, v1)
+    results[f"axis1_sparse_{tag}_grad"] = maxdiff(g3, g1)
+
+# reductions and sample weights are Keras's own
+sw = rng.uniform(0.5, 2.0, size=8).astype("float32")
+per_ex = np_(sk.CategoricalCrossentropy(EPS, from_logits=True, reduction="none")(onehot, logits))
+for red in ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight"):
+    a = sk.CategoricalCrossentropy(EPS, from_logits=True, reduction=red)(onehot, logits, sw)
+    b = keras.losses.CategoricalCrossentropy(
+        label_smoothing=EPS, from_logits=True, reduction=red
+    )(onehot, logits, sw)
+    results[f"reduction_{red}"] = maxdiff(np_(a), np_(b))
+results["per_example_shape"] = list(per_ex.shape)
+# labels with a trailing dimension of 1, as Keras accepts them
+results["sparse_column_labels"] = maxdiff(
+    np_(sk.SparseCategoricalCrossentropy(EPS, from_logits=True)(labels[:, None], logits)),
+    np_(sk.CategoricalCrossentropy(EPS, from_logits=True)(onehot, logits)),
+)
+
+# 2. ignore_class: ε = 0 must match Keras exactly; ε > 0 is the dense loss averaged over kept rows
+for eps in (0.0, EPS):
+    ours = sk.SparseCategoricalCrossentropy(eps, from_logits=True, ignore_class=2)
+    v, g = value_and_grad(lambda p, f=ours: f(labels, p), logits)
+    keep = labels != 2
+    if eps == 0.0:
+        native = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=2)
+        v2, g2 = value_and_grad(lambda p, f=native: f(labels, p), logits)
+        results["ignore_eps0_value"] = maxdiff(v, v2)
+        results["ignore_eps0_grad"] = maxdiff(g, g2)
+    else:
+        dense = sk.CategoricalCrossentropy(eps, from_logits=True, reduction="sum")
+        kept_onehot, n_kept = onehot[keep], keep.sum()
+        v2, g2 = value_and_grad(
+            lambda p, f=dense, t=kept_onehot, n=n_kept: f(t, p) / n, logits[keep]
+        )
+        results["ignore_value"] = maxdiff(v, v2)
+        results["ignore_grad_kept"] = maxdiff(g[keep], g2)
+        results["ignore_grad_ignored"] = float(np.max(np.abs(g[~keep])))
+
+# 3. errors
+errors = {}
+for name, make in {
+    "eps_negative": lambda: sk.CategoricalCrossentropy(-0.1),
+    "eps_above_one": lambda: sk.SparseCategoricalCrossentropy(1.5),
+    "eps_string": lambda: sk.smooth_crossentropy("a"),
+    "label_out_of_range": lambda: sk.SparseCategoricalCrossentropy(EPS, from_logits=True)(
+        np.array([0, 7, 1, 2, 3, 4, 0, 1]), logits
+    ),
+}.items():
+    try:
+        make()
+        errors[name] = "no error"
+    except ValueError as err:
+        errors[name] = str(err)
+results["errors"] = errors
+
+# 4. the seed's model, unchanged apart from the loss
+keras.utils.set_random_seed(0)
+inp = keras.Input(shape=(None,))
+hidden = keras.layers.Embedding(10000, 128)(inp)
+hidden = keras.layers.LSTM(64)(hidden)
+out = keras.layers.Dense(10, activation="softmax")(hidden)
+model = keras.Model(inputs=inp, outputs=out)
+model.compile(optimizer="adam", loss=sk.smooth_crossentropy(EPS))
+x = rng.integers(0, 10000, size=(64, 8))
+y = np.eye(10, dtype="float32")[rng.integers(0, 10, size=64)]
+history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+results["seed_history"] = [float(v) for v in history.history["loss"]]
+p = model.predict(x, verbose=0)
+loss_fn = sk.smooth_crossentropy(EPS)
+ours = np_(loss_fn(y, p))
+uniform = np.ones_like(p) / 10
+seed = (1 - EPS) * np_(keras.losses.categorical_crossentropy(y, p)) + EPS * np_(
+    keras.losses.categorical_crossentropy(uniform, p)
+)
+results["seed_formula"] = maxdiff(ours, seed)
+results["seed_evaluate"] = abs(float(model.evaluate(x, y, verbose=0)) - float(seed.mean()))
+
+# 5. save / load round trips of compiled models
+scratch = sys.argv[1]
+# re-compiling one model with fresh optimizers makes Keras warn about unused optimizer state
+warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+round_trips = {}
+ys = np.argmax(y, axis=-1)
+for tag, loss, target in (
+    ("cce", sk.CategoricalCrossentropy(0.2, from_logits=False, axis=-1), y),
+    ("sparse", sk.SparseCategoricalCrossentropy(0.3, ignore_class=9), ys),
+    ("factory", sk.smooth_crossentropy(0.25), y),
+):
+    model.compile(optimizer="adam", loss=loss)
+    before = float(model.evaluate(x, target, verbose=0))
+    path = os.path.join(scratch, f"{BACKEND}_{tag}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    restored = loaded.loss
+    after = float(loaded.evaluate(x, target, verbose=0))
+    round_trips[tag] = {
+        "type": type(restored).__name__,
+        "config": restored.get_config(),
+        "value_diff": abs(before - after),
+    }
+results["round_trips"] = round_trips
+
+# 6. the mixed_float16 policy: float16 activations, float32 loss
+keras.mixed_precision.set_global_policy("mixed_float16")
+try:
+    keras.utils.set_random_seed(1)
+    small = keras.Sequential(
+        [keras.Input(shape=(6,)), keras.layers.Dense(16, activation="relu"),
+         keras.layers.Dense(K, activation="softmax")]
+    )
+    xs = rng.normal(size=(32, 6)).astype("float32")
+    small.compile(optimizer="adam", loss=sk.SparseCategoricalCrossentropy(EPS))
+    hist = small.fit(xs, labels.repeat(4), epochs=2, batch_size=8, verbose=0)
+    preds = small(xs)
+    results["mixed_pred_dtype"] = str(ops.convert_to_numpy(preds).dtype)
+    results["mixed_history"] = [float(v) for v in hist.history["loss"]]
+    ours = sk.SparseCategoricalCrossentropy(EPS)(labels.repeat(4), preds)
+    native = keras.losses.CategoricalCrossentropy(label_smoothing=EPS)(
+        np.eye(K, dtype="float32")[labels.repeat(4)], preds
+    )
+    results["mixed_loss_dtype"] = str(ops.convert_to_numpy(ours).dtype)
+    results["mixed_vs_native"] = maxdiff(np_(ours), np_(native))
+finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+print(json.dumps(results))
