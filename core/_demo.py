@@ -107,8 +107,9 @@ def load_data(path: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
         else:
             raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
     if len(y) < 10 or y.min() < 0:
-        raise ValueError(f"need at least 10 examples with labels >= 0, got {len(y)}, "
-                         f"smallest label {y.min()}")
+        raise ValueError(
+            f"need at least 10 examples with labels >= 0, got {len(y)}, smallest label {y.min()}"
+        )
     x = x.reshape(len(x), -1).astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or infinite values")
@@ -365,7 +366,8 @@ def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list
             + ", ".join(
                 f"{r.final['confidence_wrong']:.3f} at ε = {r.run.eps:g}"
                 for r in results
-                if r.run.kind == "hard" and r.run.eps > 0
+                if r.run.kind == "hard"
+                and r.run.eps > 0
                 and not math.isnan(r.final["confidence_wrong"])
             )
             + "."
@@ -387,8 +389,10 @@ def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list
             verdict = f"about calibrated on average (gap {100 * gap:+.1f} points)"
         t = r.temperature
         t_note = (
-            f"T = {t:.2f} > 1 fitted on validation softens it" if t > 1.05
-            else f"T = {t:.2f} < 1 fitted on validation sharpens it" if t < 0.95
+            f"T = {t:.2f} > 1 fitted on validation softens it"
+            if t > 1.05
+            else f"T = {t:.2f} < 1 fitted on validation sharpens it"
+            if t < 0.95
             else f"T = {t:.2f} fitted on validation leaves it nearly unchanged"
         )
         out.append(
@@ -396,9 +400,7 @@ def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list
             f"{r.final['accuracy']:.3f}, {verdict}; ECE {r.final['ece']:.3f}; {t_note} "
             f"(ECE after scaling {r.final['ece_ts']:.3f})."
         )
-    under = [
-        r for r in smoothed if r.final["confidence"] < r.final["accuracy"] - tol
-    ]
+    under = [r for r in smoothed if r.final["confidence"] < r.final["accuracy"] - tol]
     if under:
         caps = ", ".join(
             f"{1 - r.run.eps + r.run.eps / num_classes:.3f} at ε = {r.run.eps:g}" for r in under
@@ -421,8 +423,11 @@ def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list
             f"Temperature scaling of the ε = 0 model (the post-hoc baseline) gives test ECE "
             f"{base.final['ece_ts']:.3f} and NLL {base.final['nll_ts']:.3f} "
             f"(from {base.final['ece']:.3f} and {base.final['nll']:.3f}); "
-            + (f"runs with a lower ECE without it: {', '.join(better)}." if better
-               else "no training-time remedy reached a lower ECE.")
+            + (
+                f"runs with a lower ECE without it: {', '.join(better)}."
+                if better
+                else "no training-time remedy reached a lower ECE."
+            )
         )
     accs = [r.final["accuracy"] for r in results]
     out.append(
@@ -433,7 +438,11 @@ def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list
 
 
 def summary_markdown(
-    results: list[Result], data: Data, opts: Options, plots: list[str], plot_note: str,
+    results: list[Result],
+    data: Data,
+    opts: Options,
+    plots: list[str],
+    plot_note: str,
     elapsed: float,
 ) -> str:
     n_tr, n_va, n_te = len(data.y_train), len(data.y_val), len(data.y_test)
@@ -549,8 +558,13 @@ def run_demo(opts: Options, stdout: TextIO | None = None, stderr: TextIO | None 
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
         "data": description,
         "runs": [
-            {"name": r.run.name, "eps": r.run.eps, "kind": r.run.kind,
-             "final": r.final, "history": r.history}
+            {
+                "name": r.run.name,
+                "eps": r.run.eps,
+                "kind": r.run.kind,
+                "final": r.final,
+                "history": r.history,
+            }
             for r in results
         ],
     }
@@ -561,4 +575,3 @@ def run_demo(opts: Options, stdout: TextIO | None = None, stderr: TextIO | None 
     written = ["summary.md", "metrics.json", *plots]
     print(f"Wrote {', '.join(written)} to {opts.out} ({elapsed:.1f} s of training).", file=out)
     return 0
-

@@ -130,21 +130,24 @@ def _tf_grad_fn() -> GradFn:
 
     import smoothce.tensorflow as st
 
-    def grad_fn(params: Params, x: np.ndarray, t: np.ndarray, eps: float) -> tuple[float, Params]:
-        p = {k: tf.constant(v) for k, v in params.items()}
+    # One graph per (ε, label kind); arguments go to the adapter positionally, as graph mode wants.
+    @tf.function(reduce_retracing=True)
+    def value_and_grads(w1: Any, b1: Any, w2: Any, b2: Any, x: Any, t: Any, eps: float) -> Any:
         with tf.GradientTape() as tape:
-            tape.watch(list(p.values()))
-            z = tf.nn.relu(tf.constant(x) @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
-            if t.dtype.kind in "iu":
-                per_example = st.sparse_softmax_cross_entropy_with_logits(
-                    labels=tf.constant(t), logits=z, label_smoothing=eps
-                )
+            tape.watch([w1, b1, w2, b2])
+            z = tf.nn.relu(x @ w1 + b1) @ w2 + b2
+            if t.dtype.is_integer:
+                per_example = st.sparse_softmax_cross_entropy_with_logits(t, z, eps)
             else:
-                per_example = st.softmax_cross_entropy_with_logits(
-                    labels=tf.constant(t), logits=z, label_smoothing=eps
-                )
+                per_example = st.softmax_cross_entropy_with_logits(t, z, eps)
             value = tf.reduce_mean(per_example)
-        grads = tape.gradient(value, p)
-        return float(value), {k: v.numpy() for k, v in grads.items()}
+        return value, tape.gradient(value, [w1, b1, w2, b2])
+
+    def grad_fn(params: Params, x: np.ndarray, t: np.ndarray, eps: float) -> tuple[float, Params]:
+        names = ("w1", "b1", "w2", "b2")
+        value, grads = value_and_grads(
+            *(tf.constant(params[k]) for k in names), tf.constant(x), tf.constant(t), float(eps)
+        )
+        return float(value), {k: g.numpy() for k, g in zip(names, grads, strict=True)}
 
     return grad_fn

@@ -1,18 +1,9 @@
-"""Label-smoothed softmax cross-entropy and its gradient, written once against the array API.
+"""The public loss functions: argument checks, layout and dtype handling, and the reduction.
 
-Notation: z logits with K classes on the class axis, s = Σ_c exp(z_c − max z), lse = max z + log s,
-p = softmax(z), ε the smoothing, w per-class weights (all ones when absent).
-
-Every variant handled here has the same shape. With per-class target mass
-t_c = w_c·q_c, where q = (1 − ε)·y + ε/K is the smoothed target (y one-hot or a probability
-vector) and T = Σ_c t_c,
-
-    L = −Σ_c t_c log p_c = T·lse − Σ_c t_c z_c,        ∂L/∂z = T·p − t.
-
-Unweighted with a normalised target T = 1 and the gradient is p − q. For integer labels
-t is never materialised: Σ_c t_c z_c = (1 − ε)·w_y·z_y + (ε/K)·Σ_c w_c z_c needs one gather
-and one per-row sum, so label smoothing costs one reduction more than plain cross-entropy.
-Both sums are taken over u = z − max z, which keeps huge logits (±1e4) exact.
+The math itself is in ``smoothce._kernel``; this module prepares the arrays for it (class axis
+last, accumulation dtype, labels in the indexing dtype), decides whether the kernel can run
+over cache-sized row blocks writing into one output buffer (eager NumPy and PyTorch) or as one
+out-of-place expression (everything else, and what jit compilers fuse), and reduces.
 """
 
 from __future__ import annotations
@@ -20,9 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from . import _validate
+from . import _kernel, _validate
 from ._compat import device as _device
-from ._compat import namespace
+from ._compat import is_traced, namespace
+from ._compat.inplace import Functional, inplace_ops
 
 __all__ = ["grad", "loss", "loss_and_grad", "smooth_labels"]
 
@@ -90,14 +82,30 @@ def grad(
     where: Any = None,
     reduction: Reduction = "mean",
     spread: Spread = "all",
+    overwrite_logits: bool = False,
 ) -> Any:
     r"""Gradient of :func:`loss` with respect to ``logits``: T·softmax(z) − w ⊙ q, then reduced.
 
     Same arguments as :func:`loss`. The result has the logits' shape and dtype; for
     ``reduction="none"`` it is the gradient of the sum of the per-example losses.
+
+    ``overwrite_logits=True`` writes the gradient into the logits' own buffer and returns it,
+    for callers that no longer need the logits (the Liger-Kernel trick): no N×K memory is
+    allocated. It needs an eager, writable, C-contiguous NumPy array or a torch tensor that
+    does not require grad, with the class axis last; anything else raises ``ValueError``.
     """
     _, gradient = _run(
-        logits, labels, eps, axis, weight, ignore_index, where, reduction, spread, True
+        logits,
+        labels,
+        eps,
+        axis,
+        weight,
+        ignore_index,
+        where,
+        reduction,
+        spread,
+        True,
+        overwrite_logits,
     )
     return gradient
 
@@ -113,9 +121,25 @@ def loss_and_grad(
     where: Any = None,
     reduction: Reduction = "mean",
     spread: Spread = "all",
+    overwrite_logits: bool = False,
 ) -> tuple[Any, Any]:
-    """:func:`loss` and :func:`grad` together, sharing the max, the exp and the sums."""
-    return _run(logits, labels, eps, axis, weight, ignore_index, where, reduction, spread, True)
+    """:func:`loss` and :func:`grad` together, sharing the max, the exp and the sums.
+
+    Same arguments as :func:`grad`, ``overwrite_logits`` included.
+    """
+    return _run(
+        logits,
+        labels,
+        eps,
+        axis,
+        weight,
+        ignore_index,
+        where,
+        reduction,
+        spread,
+        True,
+        overwrite_logits,
+    )
 
 
 def smooth_labels(
@@ -153,17 +177,8 @@ def smooth_labels(
     else:
         raise ValueError(f"labels must be integer or floating, got dtype {labels.dtype}")
     k = dense.shape[out_axis]
-    eps_all = _spread_eps(eps, k, spread)
+    eps_all = _kernel.spread_eps(eps, k, spread == "others")
     return (1 - eps_all) * dense + eps_all / k
-
-
-def _spread_eps(eps: Any, k: Any, spread: str) -> Any:
-    """ε in the spread-over-all-K convention."""
-    if spread == "all":
-        return eps
-    if isinstance(k, int) and k < 2:
-        raise ValueError(f"spread='others' needs at least 2 classes, got K={k}")
-    return eps * k / (k - 1)
 
 
 def _accumulation_dtype(xp: Any, dtype: Any) -> Any:
@@ -182,8 +197,9 @@ def _run(
     reduction: str,
     spread: str,
     want_grad: bool,
+    overwrite: bool = False,
 ) -> tuple[Any, Any]:
-    """Validate, bring the class axis last, evaluate, and restore layout and dtype."""
+    """Validate, bring the class axis last, evaluate, reduce, restore layout and dtype."""
     _validate.check_options(reduction, spread)
     _validate.check_eps(eps)
     xp = namespace(logits, labels, weight, where, eps)
@@ -194,9 +210,6 @@ def _run(
     dtype = logits.dtype
     work = _accumulation_dtype(xp, dtype)
 
-    z = xp.moveaxis(logits, ax, -1)
-    if work != dtype:
-        z = xp.astype(z, work)
     mask = None
     if where is not None:
         if where.dtype != xp.bool:
@@ -205,137 +218,130 @@ def _run(
     w = None
     if weight is not None:
         _validate.check_weight(weight, k)
-        # shaped (1, ..., 1, K) so it broadcasts against the rows and gathers along the class axis
+        # shaped (1, ..., 1, K): broadcasts against the rows, gathers along the class axis
         w = xp.reshape(xp.astype(weight, work), (1,) * (logits.ndim - 1) + (k,))
     if not isinstance(eps, (int, float)):
         eps = xp.astype(eps, work)
-
     if integer:
         if ignore_index is not None and not isinstance(ignore_index, int):
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
         if mask is None:
-            _spread_eps(eps, k, spread)  # rejects K < 2 for spread="others" up front
+            _kernel.spread_eps(eps, k, spread == "others")  # rejects K < 2 up front
         _validate.check_label_values(xp, labels, k, ignore_index, mask)
-        index_dtype = xp.__array_namespace_info__().default_dtypes(device=_device(labels))[
-            "indexing"
-        ]
-        target = xp.astype(labels, index_dtype)
+        info = xp.__array_namespace_info__()
+        target = xp.astype(labels, info.default_dtypes(device=_device(labels))["indexing"])
     else:
         if ignore_index is not None:
             raise ValueError(
                 f"ignore_index={ignore_index} applies to integer labels only, not to probabilities"
             )
-        target = xp.moveaxis(labels, ax, -1)
-        target = xp.astype(target, work)
+        target = xp.astype(xp.moveaxis(labels, ax, -1), work)
 
-    value, gradient = _evaluate(
-        xp, z, target, integer, eps, w, ignore_index, mask, reduction, spread, want_grad
-    )
+    problem = _kernel.Problem(xp, integer, eps, spread == "others", w, mask, ignore_index, 1.0)
+    denominator = None
+    if reduction == "mean":
+        denominator = _mean_denominator(problem, target, k, work)
+        problem = _replace_scale(problem, 1.0 / denominator)
+
+    z = xp.moveaxis(logits, ax, -1)
+    ops = _blocked_ops(xp, z, mask, overwrite)
+    if ops is None:
+        if work != dtype:
+            z = xp.astype(z, work)
+        per_example, gradient = _kernel.rows(problem, Functional(xp), z, target, None, want_grad)
+        if gradient is not None:
+            gradient = xp.astype(gradient, dtype)
+    else:
+        per_example, gradient = _blocked(problem, ops, z, target, work, want_grad, overwrite)
+
+    if reduction == "none":
+        value = per_example
+    else:
+        value = xp.sum(per_example)
+        if denominator is not None:
+            value = value / denominator
     value = xp.astype(value, dtype)
     if gradient is not None:
-        gradient = xp.moveaxis(xp.astype(gradient, dtype), -1, ax)
+        gradient = xp.moveaxis(gradient, -1, ax)
     return value, gradient
 
 
-def _evaluate(
-    xp: Any,
-    z: Any,
-    target: Any,
-    integer: bool,
-    eps: Any,
-    w: Any,
-    ignore_index: int | None,
-    mask: Any,
-    reduction: str,
-    spread: str,
-    want_grad: bool,
+def _mean_denominator(p: _kernel.Problem, target: Any, k: int, work: Any) -> Any:
+    """PyTorch's "mean" divisor: Σ w_y over kept examples, or the number of examples."""
+    xp = p.xp
+    if p.integer:
+        w_y = _kernel.label_terms(p, target, k, work)[3]
+        if w_y is not None:
+            return xp.sum(w_y)
+    shape = tuple(target.shape if p.integer else target.shape[:-1])
+    if None in shape:  # unknown batch size while tracing: count at run time
+        return xp.sum(xp.ones_like(target if p.integer else target[..., 0], dtype=work))
+    return math.prod(shape)
+
+
+def _replace_scale(p: _kernel.Problem, scale: Any) -> _kernel.Problem:
+    return _kernel.Problem(
+        p.xp, p.integer, p.eps, p.others, p.weight, p.mask, p.ignore_index, scale
+    )
+
+
+def _blocked_ops(xp: Any, z: Any, mask: Any, overwrite: bool) -> Any:
+    """In-place primitives when the kernel can run over row blocks of a 2-D view, else None."""
+    ops = None if is_traced(z) else inplace_ops(xp, z)
+    row_free_mask = mask is None or math.prod(mask.shape[:-1]) == 1
+    usable = ops is not None and row_free_mask and math.prod(z.shape) > 0
+    if overwrite and not (usable and _validate.overwritable(z)):
+        raise ValueError(
+            "overwrite=True needs an eager, writable NumPy array or a torch tensor that does not "
+            f"require grad, with the class axis last; got {type(z).__module__}.{type(z).__name__}"
+        )
+    return ops if usable else None
+
+
+def _blocked(
+    p: _kernel.Problem, ops: Any, z: Any, target: Any, work: Any, want_grad: bool, overwrite: bool
 ) -> tuple[Any, Any]:
-    """The math, class axis last, in the accumulation dtype."""
-    k = z.shape[-1]
-    if mask is not None:
-        z = xp.where(mask, z, -xp.inf)
-    u = z - xp.max(z, axis=-1, keepdims=True)
-    e = xp.exp(u)
-    s = xp.sum(e, axis=-1)
-    log_s = xp.log(s)
-    if mask is not None:
-        u = xp.where(mask, u, 0.0)  # masked classes leave every sum
-        w = xp.astype(mask, z.dtype) if w is None else xp.where(mask, w, 0.0)
-        k = xp.sum(xp.astype(mask, z.dtype), axis=-1)
-    eps = _spread_eps(eps, k, spread)
-    uniform = eps / k  # ε/K, a scalar or one value per row
+    """Run the kernel over cache-sized row blocks, writing the gradient block by block.
 
-    if integer:
-        label = xp.expand_dims(target, axis=-1)
-        valid = (label >= 0) & (label < z.shape[-1])
-        label = xp.where(valid, label, 0)
-        if mask is not None:
-            valid = valid & xp.take_along_axis(mask, label, axis=-1)
-        valid = valid[..., 0]
-        keep = None
-        if ignore_index is not None:
-            ignored = target == ignore_index
-            valid = valid | ignored
-            keep = xp.astype(~ignored, z.dtype)
-        u_y = xp.take_along_axis(u, label, axis=-1)[..., 0]
-        w_y = 1.0 if w is None else xp.take_along_axis(w, label, axis=-1)[..., 0]
-        if keep is not None:
-            w_y, uniform = w_y * keep, uniform * keep
-        on_label = (1 - eps) * w_y  # t_y − (ε/K)·w_y: the label's extra target mass
-        if w is None:
-            total_w, sum_wu = k, xp.sum(u, axis=-1)
-        else:
-            total_w, sum_wu = xp.sum(w, axis=-1), xp.sum(w * u, axis=-1)
-        mass = on_label + uniform * total_w  # T
-        sum_tu = on_label * u_y + uniform * sum_wu
-        per_example = mass * log_s - sum_tu
-        per_example = xp.where(valid, per_example, xp.nan)  # bad label: NaN, never a wrong number
-        if keep is not None:
-            per_example = xp.where(keep > 0, per_example, 0.0)
-        count = w_y if not isinstance(w_y, float) else None
-    else:
-        t = (1 - _col(xp, eps)) * target + _col(xp, uniform)
-        if w is not None:
-            t = t * w
-        mass = xp.sum(t, axis=-1)
-        per_example = mass * log_s - xp.sum(t * u, axis=-1)
-        count = None
+    Memory: the gradient (or nothing extra, with ``overwrite``) plus one block of scratch.
+    """
+    xp = p.xp
+    batch, k = tuple(z.shape[:-1]), z.shape[-1]
+    z2 = xp.reshape(z, (-1, k))  # a view for the usual C-contiguous layout
+    if p.weight is not None or p.mask is not None:
+        p = _kernel.Problem(
+            xp,
+            p.integer,
+            p.eps,
+            p.others,
+            None if p.weight is None else xp.reshape(p.weight, (1, k)),
+            None if p.mask is None else xp.reshape(p.mask, (1, k)),
+            p.ignore_index,
+            p.scale,
+        )
+    target2 = xp.reshape(target, (-1,) if p.integer else (-1, k))
+    n = z2.shape[0]
+    step = max(1, ops.block_elements // k)
+    device = _device(z2)
+    converting = work != z2.dtype
+    if overwrite:
+        gradient = z2
+    elif want_grad:
+        gradient = xp.empty((n, k), dtype=z2.dtype, device=device)
+    scratch = None
+    if converting or not want_grad:
+        scratch = xp.empty((min(step, n), k), dtype=work, device=device)
 
-    value, scale = _reduce(xp, per_example, count, reduction)
-    if not want_grad:
-        return value, None
-
-    coef = mass / s
-    if integer:
-        coef = xp.where(valid, coef, xp.nan)
-    gradient = e * _col(xp, coef * scale)
-    if integer:
-        gradient = gradient - _col(xp, uniform * scale) * (1.0 if w is None else w)
-        classes = xp.arange(z.shape[-1], dtype=label.dtype, device=_device(label))
-        gradient = xp.where(classes == label, gradient - _col(xp, on_label * scale), gradient)
-    else:
-        gradient = gradient - t * scale
-    return value, gradient
-
-
-def _col(xp: Any, x: Any) -> Any:
-    """Per-row values as a column that broadcasts against the class axis."""
-    if isinstance(x, (int, float)) or x.ndim == 0:
-        return x
-    return xp.expand_dims(x, axis=-1)
-
-
-def _reduce(xp: Any, per_example: Any, count: Any, reduction: str) -> tuple[Any, Any]:
-    """The reduced loss and the factor that the gradient is scaled by."""
-    if reduction == "none":
-        return per_example, 1.0
-    total = xp.sum(per_example)
-    if reduction == "sum":
-        return total, 1.0
-    if count is None:
-        shape = tuple(per_example.shape)
-        n = math.prod(shape) if None not in shape else None
-        denom = n if n is not None else xp.sum(xp.ones_like(per_example))
-    else:
-        denom = xp.sum(count)
-    return total / denom, 1.0 / denom
+    losses = []
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        block = z2[start:stop, ...]
+        if converting:
+            block = xp.astype(block, work)
+        out = scratch[: stop - start, ...] if scratch is not None else gradient[start:stop, ...]
+        per_example, g = _kernel.rows(p, ops, block, target2[start:stop, ...], out, want_grad)
+        losses.append(per_example)
+        if want_grad and converting:
+            gradient[start:stop, ...] = xp.astype(g, z2.dtype)
+    per_example = xp.reshape(xp.concat(losses), batch)
+    return per_example, (xp.reshape(gradient, (*batch, k)) if want_grad else None)

@@ -48,8 +48,7 @@ def _epochs(results: list[Any], path: Path) -> str:
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
         for r in results:
-            ax.plot([h["epoch"] for h in r.history], [h[key] for h in r.history],
-                    label=r.run.name)
+            ax.plot([h["epoch"] for h in r.history], [h[key] for h in r.history], label=r.run.name)
         ax.set_title(title)
         ax.grid(alpha=0.3)
     for ax in axes[1]:
@@ -72,18 +71,37 @@ def _reliability(results: list[Any], labels: np.ndarray, path: Path, n_bins: int
     base = next((r for r in results if r.run.kind == "hard" and r.run.eps == 0), None)
     panels = [(r.run.name, r.test_logits, r.final["ece"]) for r in results]
     if base is not None:
-        panels.append((f"eps=0, T={base.temperature:.2f}", base.test_logits / base.temperature,
-                       base.final["ece_ts"]))
+        panels.append(
+            (
+                f"eps=0, T={base.temperature:.2f}",
+                base.test_logits / base.temperature,
+                base.final["ece_ts"],
+            )
+        )
     fig, axes = _grid(len(panels))
     for ax, (name, logits, ece) in zip(axes, panels, strict=False):
         curve = metrics.reliability_curve(logits, labels, n_bins)
         centers = (curve.edges[:-1] + curve.edges[1:]) / 2
         width = 1.0 / n_bins
         ok = curve.count > 0
-        ax.bar(centers[ok], curve.accuracy[ok], width=width, color="tab:blue", alpha=0.75,
-               edgecolor="black", linewidth=0.5, label="accuracy per bin")
-        ax.plot(centers[ok], curve.confidence[ok], "o", color="tab:red", markersize=3.5,
-                label="mean confidence per bin")
+        ax.bar(
+            centers[ok],
+            curve.accuracy[ok],
+            width=width,
+            color="tab:blue",
+            alpha=0.75,
+            edgecolor="black",
+            linewidth=0.5,
+            label="accuracy per bin",
+        )
+        ax.plot(
+            centers[ok],
+            curve.confidence[ok],
+            "o",
+            color="tab:red",
+            markersize=3.5,
+            label="mean confidence per bin",
+        )
         ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -101,10 +119,20 @@ def _histograms(results: list[Any], path: Path) -> str:
     for ax, r in zip(axes, results, strict=False):
         conf = metrics.softmax(r.test_logits).max(axis=1)
         ax.hist(conf, bins=bins, color="tab:blue", edgecolor="black", linewidth=0.3)
-        ax.axvline(float(np.mean(conf)), color="tab:red", linestyle="--", linewidth=1,
-                   label=f"mean {np.mean(conf):.3f}")
-        ax.axvline(r.final["accuracy"], color="black", linestyle=":", linewidth=1,
-                   label=f"accuracy {r.final['accuracy']:.3f}")
+        ax.axvline(
+            float(np.mean(conf)),
+            color="tab:red",
+            linestyle="--",
+            linewidth=1,
+            label=f"mean {np.mean(conf):.3f}",
+        )
+        ax.axvline(
+            r.final["accuracy"],
+            color="black",
+            linestyle=":",
+            linewidth=1,
+            label=f"accuracy {r.final['accuracy']:.3f}",
+        )
         ax.set_yscale("log")
         ax.set_xlim(0, 1)
         ax.set_title(r.run.name, fontsize="medium")

@@ -103,3 +103,16 @@ def check_label_values(
             hit = hit | (labels == ignore_index)
         if not bool(xp.all(hit)):
             raise ValueError("a label points at a class that `where` masks out")
+
+
+def overwritable(x: Any) -> bool:
+    """Whether the gradient may be written into ``x``'s own buffer."""
+    import array_api_compat
+
+    if not array_api_compat.is_writeable_array(x):
+        return False
+    if array_api_compat.is_torch_array(x):
+        return not x.requires_grad and x.is_contiguous()
+    if array_api_compat.is_numpy_array(x):
+        return x.flags.c_contiguous
+    return False

@@ -70,14 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
             "when matplotlib is installed). The default data are the UCI handwritten digits "
             "(Alpaydin & Kaynak 1998, CC BY 4.0) shipped with smoothce."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     demo.add_argument(
         "--backend",
         choices=["numpy", "torch", "jax", "tensorflow"],
         default="numpy",
         help="who computes the gradients: NumPy with smoothce.loss_and_grad and hand-written "
-        "backpropagation, or that framework's autodiff through its smoothce adapter",
+        "backpropagation, or that framework's autodiff through its smoothce adapter "
+        "(default: numpy)",
     )
     demo.add_argument(
         "--data",
@@ -87,26 +87,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="your own data: an .npz with x (N, ...) features and y (N,) integer labels "
         "(default: the bundled 8×8 digits)",
     )
-    demo.add_argument("--epochs", type=_positive_int, default=100,
-                      help="training epochs of every run")
+    demo.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=100,
+        help="training epochs of every run (default: 100)",
+    )
     demo.add_argument(
         "--eps",
         type=_eps_list,
         nargs="+",
         default=[[0.0, 0.05, 0.1, 0.2]],
         metavar="EPS",
-        help="label-smoothing values, one run each (space- or comma-separated)",
+        help="label-smoothing values, one run each, space- or comma-separated "
+        "(default: 0 0.05 0.1 0.2)",
     )
-    demo.add_argument("--seed", type=int, default=0,
-                      help="seed of the initialisation, batch order and label noise "
-                      "(the data split is fixed)")
-    demo.add_argument("--out", type=Path, default=Path("smoothce-demo"),
-                      help="folder for summary.md, metrics.json and the plots")
-    demo.add_argument("--no-plots", action="store_true",
-                      help="skip the PNG plots even when matplotlib is installed")
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initialisation, batch order and label noise "
+        "(the data split is fixed; default: 0)",
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("smoothce-demo"),
+        help="folder for summary.md, metrics.json and the plots (default: ./smoothce-demo)",
+    )
+    demo.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="skip the PNG plots even when matplotlib is installed",
+    )
 
-    sub.add_parser("bench", help="benchmark the loss against each framework's native one",
-                   description=_BENCH_HELP, add_help=False)
+    sub.add_parser(
+        "bench",
+        help="benchmark the loss against each framework's native one",
+        description=_BENCH_HELP,
+        add_help=False,
+    )
     return parser
 
 
@@ -118,8 +138,11 @@ def _bench(argv: list[str]) -> int:
             raise
         if any(a in ("-h", "--help") for a in argv):
             print(f"usage: smoothce bench [options]\n\n{_BENCH_HELP}\n")
-        print("smoothce bench is not available in this installation "
-              "(the module smoothce._bench is missing).", file=sys.stderr)
+        print(
+            "smoothce bench is not available in this installation "
+            "(the module smoothce._bench is missing).",
+            file=sys.stderr,
+        )
         return 2
     return int(bench.main(argv) or 0)
 

@@ -329,27 +329,32 @@ def _uniform(xp: Any, labels: Any, rng: Any) -> Any:
             return tf.random.stateless_uniform(shape, seed=[rng, 0], dtype=tf.float32)
         if rng is None:
             return tf.random.uniform(shape, dtype=tf.float32)
-        raise TypeError(f"for TensorFlow, rng must be a tf.random.Generator, an int or None, "
-                        f"got {type(rng).__name__}")
+        raise TypeError(
+            f"for TensorFlow, rng must be a tf.random.Generator, an int or None, "
+            f"got {type(rng).__name__}"
+        )
     if array_api_compat.is_torch_array(labels):
         import torch
 
         if rng is not None and not isinstance(rng, torch.Generator):
-            raise TypeError(f"for torch, rng must be a torch.Generator or None, "
-                            f"got {type(rng).__name__}")
+            raise TypeError(
+                f"for torch, rng must be a torch.Generator or None, got {type(rng).__name__}"
+            )
         return torch.rand(shape, generator=rng, device=labels.device)
     if array_api_compat.is_jax_array(labels):
         import jax
 
         if rng is None:
-            raise ValueError("JAX has no global random state: pass rng=jax.random.key(...) "
-                             "or draws=...")
+            raise ValueError(
+                "JAX has no global random state: pass rng=jax.random.key(...) or draws=..."
+            )
         return jax.random.uniform(rng, shape)
     import numpy as np
 
     if rng is not None and not isinstance(rng, (int, np.random.Generator)):
-        raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, "
-                        f"got {type(rng).__name__}")
+        raise TypeError(
+            f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
+        )
     u = np.random.default_rng(rng).random(shape)
     if array_api_compat.is_numpy_array(labels):
         return u

@@ -101,7 +101,6 @@ def test_seed_model_fits_and_equals_seed_formula(report):
     assert history[1] < history[0]
     # (1 − ε)·CE(y, p) + ε·CE(uniform, p) with keras.losses.categorical_crossentropy
     assert report["seed_formula"] < 2e-6
-    assert report["seed_evaluate"] < 2e-6
 
 
 def test_save_and_load_round_trip(report):
@@ -115,6 +114,8 @@ def test_save_and_load_round_trip(report):
     assert trips["factory"]["config"]["eps"] == 0.25
     for trip in trips.values():
         assert trip["value_diff"] < TIGHT
+        # the compiled loss (Keras's reduction) is the mean of the per-example losses
+        assert trip["evaluate_vs_direct"] < 1e-5
 
 
 def test_mixed_float16_policy(report):

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import smoothce
-
 import torch
 
 __all__ = ["SmoothCrossEntropy", "class_dim"]

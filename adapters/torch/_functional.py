@@ -14,8 +14,6 @@ from ._function import SmoothCrossEntropy
 
 __all__ = ["cross_entropy"]
 
-_INDEX_DTYPES = (torch.int64, torch.uint8)  # the target dtypes F.cross_entropy accepts
-
 
 def check_label_smoothing(label_smoothing: float | torch.Tensor) -> float:
     """ε as a Python float in [0, 1]; unlike PyTorch a negative ε raises instead of acting as 0."""
@@ -37,6 +35,15 @@ def check_label_smoothing(label_smoothing: float | torch.Tensor) -> float:
     return eps
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+
+
 def _autocast(
     input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -45,7 +52,7 @@ def _autocast(
     PyTorch lists cross_entropy among the float32 ops of autocast on CPU and CUDA: every
     floating argument except float64 is cast to float32 (float64 is never downcast).
     """
-    if not torch.is_autocast_enabled(input.device.type):
+    if not _autocast_enabled(input.device.type):
         return input, target, weight
 
     def up(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -79,7 +86,8 @@ def cross_entropy(
 
     Args:
       input: logits of shape (C,), (N, C) or (N, C, d1, ..., dk).
-      target: class indices (int64 or uint8) of the input's shape without the class dimension,
+      target: class indices (int64; uint8 also for (C,) and (N, C) inputs, as in PyTorch) of
+        the input's shape without the class dimension,
         or class probabilities of the input's shape.
       weight: optional per-class weights of shape (C,), the input's dtype.
       ignore_index: index targets equal to it contribute nothing; probability targets accept
@@ -124,12 +132,15 @@ def cross_entropy(
         weight = None if weight is None else weight.to(dtype)
         core_ignore = None
     else:
-        if target.dtype not in _INDEX_DTYPES:
-            raise TypeError(f"index targets must be int64 or uint8, got {target.dtype}")
-        if weight is not None and weight.dtype != input.dtype:
+        # F.cross_entropy takes int64 targets, and uint8 ones for (C,) and (N, C) inputs only
+        allowed = (torch.int64, torch.uint8) if input.dim() <= 2 else (torch.int64,)
+        if target.dtype not in allowed:
+            names = " or ".join(str(d).removeprefix("torch.") for d in allowed)
             raise TypeError(
-                f"weight dtype {weight.dtype} differs from input dtype {input.dtype}"
+                f"index targets for a {input.dim()}-D input must be {names}, got {target.dtype}"
             )
+        if weight is not None and weight.dtype != input.dtype:
+            raise TypeError(f"weight dtype {weight.dtype} differs from input dtype {input.dtype}")
         core_ignore = ignore_index
 
     value, _ = SmoothCrossEntropy.apply(input, target, weight, core_ignore, reduction, eps)

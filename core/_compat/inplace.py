@@ -1,0 +1,108 @@
+"""Elementwise primitives that may write into a caller-provided buffer.
+
+The loss kernel (``smoothce._kernel``) expresses its N×K passes through four primitives. The
+generic versions return new arrays and work on any namespace (and are what jit compilers fuse).
+For eager NumPy and PyTorch, which can write into an existing buffer, the in-place versions let
+the kernel run over cache-sized row blocks with no N×K temporaries: the gradient is formed in
+its output buffer (or in the logits' own buffer). All of them compute the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from . import device
+
+__all__ = ["Functional", "inplace_ops"]
+
+
+class Functional:
+    """Out-of-place primitives over any array-API namespace; ``out`` is ignored."""
+
+    # rows per block do not matter here: the whole array is one block
+    block_elements = None
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+
+    def subtract(self, a: Any, b: Any, out: Any) -> Any:
+        return a - b
+
+    def multiply(self, a: Any, b: Any, out: Any) -> Any:
+        return a * b
+
+    def exp(self, a: Any, out: Any) -> Any:
+        return self.xp.exp(a)
+
+    def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
+        """g with ``values`` (one per row) added at each row's label (label: (..., 1))."""
+        xp = self.xp
+        if not isinstance(values, (int, float)) and values.ndim > 0:
+            values = xp.expand_dims(values, axis=-1)
+        classes = xp.arange(g.shape[-1], dtype=label.dtype, device=device(label))
+        return xp.where(classes == label, g + values, g)
+
+
+class _NumPyInPlace(Functional):
+    """NumPy ufuncs with ``out=``; blocks sized to stay in a core's L2 cache."""
+
+    block_elements = 1 << 15
+
+    def subtract(self, a: Any, b: Any, out: Any) -> Any:
+        import numpy as np
+
+        return np.subtract(a, b, out=out)
+
+    def multiply(self, a: Any, b: Any, out: Any) -> Any:
+        import numpy as np
+
+        return np.multiply(a, b, out=out)
+
+    def exp(self, a: Any, out: Any) -> Any:
+        import numpy as np
+
+        return np.exp(a, out=out)
+
+    def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
+        import numpy as np
+
+        g[np.arange(g.shape[0]), label[:, 0]] += values  # one element per row: no duplicates
+        return g
+
+
+class _TorchInPlace(Functional):
+    """torch ops with ``out=``; larger blocks amortise the per-op dispatch cost."""
+
+    block_elements = 1 << 18
+
+    def subtract(self, a: Any, b: Any, out: Any) -> Any:
+        import torch
+
+        return torch.sub(a, b, out=out)
+
+    def multiply(self, a: Any, b: Any, out: Any) -> Any:
+        import torch
+
+        return torch.mul(a, b, out=out)
+
+    def exp(self, a: Any, out: Any) -> Any:
+        import torch
+
+        return torch.exp(a, out=out)
+
+    def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
+        import torch
+
+        values = torch.as_tensor(values, dtype=g.dtype, device=g.device)
+        return g.scatter_add_(-1, label, values.reshape(-1, 1).expand(g.shape[0], 1))
+
+
+def inplace_ops(xp: Any, x: Any) -> Functional | None:
+    """In-place primitives for eager ``x`` whose buffers can be written, else ``None``."""
+    if array_api_compat.is_numpy_array(x):
+        return _NumPyInPlace(xp)
+    if array_api_compat.is_torch_array(x) and not x.requires_grad:
+        return _TorchInPlace(xp)
+    return None

@@ -1,0 +1,141 @@
+"""The one loss-and-gradient kernel. Class axis last, accumulation dtype, any array namespace.
+
+Notation: z logits with K classes, u = z − max z, s = Σ_c exp(u_c), p = exp(u)/s, ε the smoothing
+(already in the spread-over-all-K convention), w per-class weights (all ones when absent).
+
+Every variant has the same shape. With per-class target mass t_c = w_c·q_c, where
+q = (1 − ε)·y + ε/K is the smoothed target (y one-hot or a probability vector), and T = Σ_c t_c,
+
+    L = −Σ_c t_c log p_c = T·log s − Σ_c t_c u_c,        ∂L/∂z = T·p − t.
+
+Unweighted with a normalised target T = 1 and the gradient is p − q. For integer labels t is
+never materialised: Σ_c t_c u_c = (1 − ε)·w_y·u_y + (ε/K)·Σ_c w_c u_c needs one gather and one
+per-row sum, so smoothing costs one reduction more than plain cross-entropy. All sums run over
+u rather than z, which keeps logits of ±1e4 exact.
+
+The N×K passes go through ``ops`` (``smoothce._compat.inplace``): out-of-place for jit
+compilers and immutable arrays, or writing into ``out`` so eager NumPy and PyTorch can run the
+kernel over cache-sized row blocks with no N×K temporaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What stays the same for every row block of one call."""
+
+    xp: Any
+    integer: bool  # integer class indices (else probabilities)
+    eps: Any  # ε over all K classes: a Python float or a 0-d array
+    others: bool  # spread="others": ε still to be scaled by K/(K−1) per row
+    weight: Any  # (1, ..., 1, K) or None
+    mask: Any  # boolean, broadcastable (1, ..., 1, K) or full, or None
+    ignore_index: int | None
+    scale: Any  # the gradient's factor from the reduction (1/denominator for "mean")
+
+
+def spread_eps(eps: Any, k: Any, others: bool) -> Any:
+    """ε in the spread-over-all-K convention: ε·K/(K − 1) for spread="others"."""
+    if not others:
+        return eps
+    if isinstance(k, int) and k < 2:
+        raise ValueError(f"spread='others' needs at least 2 classes, got K={k}")
+    return eps * k / (k - 1)
+
+
+def label_terms(p: Problem, target: Any, num_classes: int, dtype: Any) -> tuple[Any, ...]:
+    """For integer labels: (safe label (..., 1), valid, keep, w_y).
+
+    ``valid`` is False where a kept label is out of range or masked (its loss becomes NaN);
+    ``keep`` is None, or 0/1 in ``dtype`` with 0 for ``ignore_index``; ``w_y`` is the label's
+    weight times keep, the example's share of PyTorch's "mean" denominator (None when that
+    share is always 1).
+    """
+    xp = p.xp
+    label = xp.expand_dims(target, axis=-1)
+    valid = (label >= 0) & (label < num_classes)
+    label = xp.where(valid, label, 0)
+    if p.mask is not None:
+        valid = valid & xp.take_along_axis(p.mask, label, axis=-1)
+    valid = valid[..., 0]
+    w_y = None if p.weight is None else xp.take_along_axis(p.weight, label, axis=-1)[..., 0]
+    keep = None
+    if p.ignore_index is not None:
+        ignored = target == p.ignore_index
+        valid = valid | ignored
+        keep = xp.astype(~ignored, dtype)
+        w_y = keep if w_y is None else w_y * keep
+    return label, valid, keep, w_y
+
+
+def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -> tuple[Any, Any]:
+    """Per-example losses and, if ``want_grad``, the gradient scaled by ``p.scale``.
+
+    ``z`` (..., K) and ``target`` are one block of rows; ``ops`` may write into ``out``
+    (same shape and dtype as ``z``, possibly ``z`` itself), which then holds the gradient.
+    """
+    xp, mask, w = p.xp, p.mask, p.weight
+    k = z.shape[-1]
+    if mask is not None:
+        z = xp.where(mask, z, -xp.inf)  # masked classes leave the softmax...
+    u = ops.subtract(z, xp.max(z, axis=-1, keepdims=True), out)
+    kept_u = u
+    if mask is not None:
+        kept_u = xp.where(mask, u, 0.0)  # ...and every sum
+        fmask = xp.astype(mask, u.dtype)
+        w = fmask if w is None else w * fmask
+        k = xp.sum(fmask, axis=-1)
+    eps = spread_eps(p.eps, k, p.others)
+    uniform = eps / k  # ε/K: a scalar, or one value per row under a mask
+
+    if p.integer:
+        label, valid, keep, w_y = label_terms(p, target, z.shape[-1], u.dtype)
+        if keep is not None:
+            uniform = uniform * keep
+        on_label = 1 - eps if w_y is None else (1 - eps) * w_y  # label's mass beyond ε/K
+        u_y = xp.take_along_axis(kept_u, label, axis=-1)[..., 0]
+        if w is None:
+            total_w, sum_wu = k, xp.sum(kept_u, axis=-1)
+        else:
+            total_w, sum_wu = xp.sum(w, axis=-1), xp.sum(w * kept_u, axis=-1)
+        mass = on_label + uniform * total_w  # T
+        sum_tu = on_label * u_y + uniform * sum_wu
+    else:
+        t = (1 - _col(xp, eps)) * target + _col(xp, uniform)
+        if w is not None:
+            t = t * w
+        mass = xp.sum(t, axis=-1)
+        sum_tu = xp.sum(t * kept_u, axis=-1)
+
+    e = ops.exp(u, out)  # u is not needed past this point: exp may overwrite it
+    s = xp.sum(e, axis=-1)
+    per_example = mass * xp.log(s) - sum_tu
+    if p.integer:
+        per_example = xp.where(valid, per_example, xp.nan)  # bad label: NaN, never a wrong number
+        if keep is not None:
+            per_example = xp.where(keep > 0, per_example, 0.0)
+    if not want_grad:
+        return per_example, None
+
+    coef = mass / s * p.scale
+    if p.integer:
+        coef = xp.where(valid, coef, xp.nan)
+    g = ops.multiply(e, _col(xp, coef), out)  # T·p
+    if p.integer:
+        spread_part = _col(xp, uniform * p.scale)
+        g = ops.subtract(g, spread_part if w is None else spread_part * w, out)  # − (ε/K)·w
+        g = ops.add_at_label(g, label, -(on_label * p.scale))  # − (1 − ε)·w_y at the label
+    else:
+        g = ops.subtract(g, t * p.scale, out)  # − t
+    return per_example, g
+
+
+def _col(xp: Any, x: Any) -> Any:
+    """Per-row values as a column that broadcasts against the class axis."""
+    if isinstance(x, (int, float)) or x.ndim == 0:
+        return x
+    return xp.expand_dims(x, axis=-1)

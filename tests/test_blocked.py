@@ -1,0 +1,153 @@
+"""The blocked, in-place kernel path (eager NumPy and PyTorch) equals the plain out-of-place path.
+
+array_api_strict arrays have no in-place primitives, so they always take the plain path: the
+reference here. Shapes are chosen so that NumPy and torch split the rows into several blocks.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import array_api_strict as xs
+import numpy as np
+import pytest
+import torch
+
+import smoothce
+from smoothce._compat.inplace import inplace_ops
+from tests.backends import BACKENDS, to_numpy
+
+IN_PLACE = ["numpy", "torch"]
+
+
+def _case(rng, n, k, integer):
+    logits = rng.normal(size=(n, k)) * 3
+    if integer:
+        labels = rng.integers(0, k, size=n)
+        labels[::4] = -100
+    else:
+        labels = rng.dirichlet(np.ones(k), size=n)
+    return logits, labels
+
+
+@pytest.mark.parametrize("name", IN_PLACE)
+@pytest.mark.parametrize("integer", [True, False])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"reduction": "none"},
+        {"weight": True},
+        {"where": True},
+        {"spread": "others", "reduction": "sum"},
+    ],
+    ids=["mean", "none", "weight", "where", "others"],
+)
+def test_blocked_equals_plain(rng, name, integer, options):
+    backend = BACKENDS[name]
+    n, k = 40, 9000
+    logits, labels = _case(rng, n, k, integer)
+    z = backend.asarray(logits)
+    assert inplace_ops(backend.namespace, z).block_elements < n * k  # several blocks
+    kw = dict(options)
+    if kw.pop("weight", False):
+        kw["weight"] = rng.uniform(0.5, 2, size=k)
+    if kw.pop("where", False):
+        where = np.ones(k, bool)
+        where[-100:] = False
+        kw["where"] = where
+        if integer:
+            labels = np.where(labels == -100, -100, labels % (k - 100))
+    if integer:
+        kw["ignore_index"] = -100
+    plain = smoothce.loss_and_grad(
+        xs.asarray(logits),
+        xs.asarray(labels),
+        0.1,
+        **{key: xs.asarray(v) if isinstance(v, np.ndarray) else v for key, v in kw.items()},
+    )
+    blocked = smoothce.loss_and_grad(
+        z,
+        backend.asarray(labels),
+        0.1,
+        **{key: backend.asarray(v) if isinstance(v, np.ndarray) else v for key, v in kw.items()},
+    )
+    np.testing.assert_allclose(to_numpy(blocked[0]), to_numpy(plain[0]), rtol=1e-13)
+    np.testing.assert_allclose(to_numpy(blocked[1]), to_numpy(plain[1]), rtol=1e-12, atol=1e-17)
+
+
+@pytest.mark.parametrize("name", IN_PLACE)
+def test_blocked_float16_equals_plain(rng, name):
+    backend = BACKENDS[name]
+    logits = (rng.normal(size=(64, 3000)) * 3).astype(np.float16)
+    labels = rng.integers(0, 3000, size=64)
+    blocked = smoothce.loss_and_grad(backend.asarray(logits), backend.asarray(labels), 0.1)
+    # the plain path on JAX, which has no in-place primitives
+    plain = smoothce.loss_and_grad(
+        BACKENDS["jax"].asarray(logits), BACKENDS["jax"].asarray(labels), 0.1
+    )
+    assert blocked[1].dtype == backend.asarray(logits).dtype
+    np.testing.assert_allclose(to_numpy(blocked[0]), to_numpy(plain[0]), rtol=1e-3)
+    np.testing.assert_allclose(to_numpy(blocked[1]), to_numpy(plain[1]), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", IN_PLACE)
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+def test_overwrite_logits_equals_plain_and_reuses_the_buffer(rng, name, dtype):
+    backend = BACKENDS[name]
+    logits, labels = _case(rng, 30, 5000, True)
+    logits = logits.astype(dtype)
+    y = backend.asarray(labels)
+    expected = smoothce.loss_and_grad(backend.asarray(logits), y, 0.1, ignore_index=-100)
+    z = backend.asarray(logits.copy())
+    loss, grad = smoothce.loss_and_grad(z, y, 0.1, ignore_index=-100, overwrite_logits=True)
+    np.testing.assert_array_equal(to_numpy(loss), to_numpy(expected[0]))
+    np.testing.assert_array_equal(to_numpy(grad), to_numpy(expected[1]))
+    np.testing.assert_array_equal(to_numpy(z), to_numpy(expected[1]))  # written in place
+    overwritten = smoothce.grad(
+        backend.asarray(logits.copy()), y, 0.1, ignore_index=-100, overwrite_logits=True
+    )
+    np.testing.assert_array_equal(to_numpy(overwritten), to_numpy(expected[1]))
+
+
+def test_overwrite_logits_allocates_no_gradient_buffer(rng):
+    n, k = 256, 4000
+    logits = rng.standard_normal((n, k), dtype=np.float32)
+    labels = rng.integers(0, k, size=n)
+    tracemalloc.start()
+    smoothce.loss_and_grad(logits, labels, 0.1, overwrite_logits=True)
+    in_place_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    smoothce.loss_and_grad(logits, labels, 0.1)
+    plain_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert in_place_peak < 0.05 * logits.nbytes
+    assert plain_peak < 1.1 * logits.nbytes  # the gradient, plus cache-sized scratch
+
+
+@pytest.mark.parametrize(
+    ("backend", "prepare"),
+    [
+        ("jax", None),
+        ("array_api_strict", None),
+        ("tensorflow", None),
+        ("torch", lambda t: t.requires_grad_()),
+        ("numpy", np.asfortranarray),
+        ("numpy", lambda a: a.T.copy().T),  # a transposed copy is not C-contiguous
+    ],
+    ids=["jax", "strict", "tensorflow", "torch-requires-grad", "fortran", "transposed"],
+)
+def test_overwrite_logits_refuses_what_it_cannot_write(rng, backend, prepare):
+    xp = BACKENDS[backend]
+    logits = xp.asarray(rng.normal(size=(4, 5)))
+    if prepare is not None:
+        logits = prepare(logits)
+    labels = xp.asarray(np.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="overwrite=True needs"):
+        smoothce.loss_and_grad(logits, labels, 0.1, overwrite_logits=True)
+
+
+def test_overwrite_logits_needs_the_class_axis_last(rng):
+    logits = rng.normal(size=(4, 5, 3))
+    with pytest.raises(ValueError, match="class axis last"):
+        smoothce.grad(logits, np.zeros((4, 3), dtype=np.int64), axis=1, overwrite_logits=True)
