@@ -121,14 +121,19 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
     if not want_grad:
         return per_example, None
 
-    coef = mass / s * p.scale
+    scale = p.scale
+    if p.integer and keep is not None:
+        # ignored rows get exactly 0, as in PyTorch, also when every row is ignored and
+        # "mean" made the scale 1/0 (0·inf would be NaN)
+        scale = xp.where(keep > 0, xp.ones_like(keep) * scale, 0.0)
+    coef = mass / s * scale
     if p.integer:
         coef = xp.where(valid, coef, xp.nan)
     g = ops.multiply(e, _col(xp, coef), out)  # T·p
     if p.integer:
-        spread_part = _col(xp, uniform * p.scale)
+        spread_part = _col(xp, uniform * scale)
         g = ops.subtract(g, spread_part if w is None else spread_part * w, out)  # − (ε/K)·w
-        g = ops.add_at_label(g, label, -(on_label * p.scale))  # − (1 − ε)·w_y at the label
+        g = ops.add_at_label(g, label, -(on_label * scale))  # − (1 − ε)·w_y at the label
     else:
         g = ops.subtract(g, t * p.scale, out)  # − t
     return per_example, g

@@ -165,7 +165,7 @@ def smooth_labels(
         out_axis = _validate.class_axis(labels.ndim + 1, axis)
         classes = xp.arange(num_classes, dtype=labels.dtype, device=_device(labels))
         onehot = xp.astype(xp.expand_dims(labels, axis=-1) == classes, xp.float32)
-        dense = xp.moveaxis(onehot, -1, out_axis)
+        dense = _move_axis(xp, onehot, -1, out_axis)
     elif xp.isdtype(labels.dtype, "real floating"):
         out_axis = _validate.class_axis(labels.ndim, axis)
         if num_classes is not None and num_classes != labels.shape[out_axis]:
@@ -179,6 +179,21 @@ def smooth_labels(
     k = dense.shape[out_axis]
     eps_all = _kernel.spread_eps(eps, k, spread == "others")
     return (1 - eps_all) * dense + eps_all / k
+
+
+def _move_axis(xp: Any, x: Any, source: int, destination: int) -> Any:
+    """``moveaxis`` through ``permute_dims``, and no op at all when nothing moves.
+
+    torch.moveaxis with int arguments (aten::moveaxis.int) has no vmap batching rule, while
+    permute has one: this lets torch.vmap run the core on batched tensors.
+    """
+    ndim = x.ndim
+    source, destination = source % ndim, destination % ndim
+    if source == destination:
+        return x
+    order = [i for i in range(ndim) if i != source]
+    order.insert(destination, source)
+    return xp.permute_dims(x, tuple(order))
 
 
 def _accumulation_dtype(xp: Any, dtype: Any) -> Any:
@@ -214,7 +229,7 @@ def _run(
     if where is not None:
         if where.dtype != xp.bool:
             raise ValueError(f"where must be a boolean class mask, got dtype {where.dtype}")
-        mask = xp.moveaxis(_validate.broadcastable_mask(xp, where, logits), ax, -1)
+        mask = _move_axis(xp, _validate.broadcastable_mask(xp, where, logits), ax, -1)
     w = None
     if weight is not None:
         _validate.check_weight(weight, k)
@@ -235,15 +250,18 @@ def _run(
             raise ValueError(
                 f"ignore_index={ignore_index} applies to integer labels only, not to probabilities"
             )
-        target = xp.astype(xp.moveaxis(labels, ax, -1), work)
+        target = xp.astype(_move_axis(xp, labels, ax, -1), work)
 
     problem = _kernel.Problem(xp, integer, eps, spread == "others", w, mask, ignore_index, 1.0)
     denominator = None
     if reduction == "mean":
         denominator = _mean_denominator(problem, target, k, work)
-        problem = _replace_scale(problem, 1.0 / denominator)
+        # an empty batch gives the Python int 0: scale NaN as in PyTorch, no ZeroDivisionError
+        empty = isinstance(denominator, int) and denominator == 0
+        scale = math.nan if empty else 1.0 / denominator
+        problem = _replace_scale(problem, scale)
 
-    z = xp.moveaxis(logits, ax, -1)
+    z = _move_axis(xp, logits, ax, -1)
     ops = _blocked_ops(xp, z, mask, overwrite)
     if ops is None:
         if work != dtype:
@@ -262,7 +280,7 @@ def _run(
             value = value / denominator
     value = xp.astype(value, dtype)
     if gradient is not None:
-        gradient = xp.moveaxis(gradient, -1, ax)
+        gradient = _move_axis(xp, gradient, -1, ax)
     return value, gradient
 
 

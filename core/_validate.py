@@ -89,7 +89,10 @@ def check_label_values(
     if is_traced(labels) or math.prod(labels.shape) == 0:
         return
     kept = labels if ignore_index is None else xp.where(labels == ignore_index, 0, labels)
-    low, high = int(xp.min(kept)), int(xp.max(kept))
+    low, high = xp.min(kept), xp.max(kept)
+    if is_traced(low):  # concrete labels, but a trace in progress stages the reduction
+        return
+    low, high = int(low), int(high)
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         extra = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
@@ -101,7 +104,8 @@ def check_label_values(
         hit = xp.take_along_axis(mask, safe, axis=-1)[..., 0]
         if ignore_index is not None:
             hit = hit | (labels == ignore_index)
-        if not bool(xp.all(hit)):
+        all_hit = xp.all(hit)
+        if not is_traced(all_hit) and not bool(all_hit):
             raise ValueError("a label points at a class that `where` masks out")
 
 

@@ -109,9 +109,9 @@ sw = rng.uniform(0.5, 2.0, size=8).astype("float32")
 per_ex = np_(sk.CategoricalCrossentropy(EPS, from_logits=True, reduction="none")(onehot, logits))
 for red in ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight"):
     a = sk.CategoricalCrossentropy(EPS, from_logits=True, reduction=red)(onehot, logits, sw)
-    b = keras.losses.CategoricalCrossentropy(
-        label_smoothing=EPS, from_logits=True, reduction=red
-    )(onehot, logits, sw)
+    b = keras.losses.CategoricalCrossentropy(label_smoothing=EPS, from_logits=True, reduction=red)(
+        onehot, logits, sw
+    )
     results[f"reduction_{red}"] = maxdiff(np_(a), np_(b))
 results["per_example_shape"] = list(per_ex.shape)
 # labels with a trailing dimension of 1, as Keras accepts them
@@ -211,10 +211,18 @@ keras.mixed_precision.set_global_policy("mixed_float16")
 try:
     keras.utils.set_random_seed(1)
     small = keras.Sequential(
-        [keras.Input(shape=(6,)), keras.layers.Dense(16, activation="relu"),
-         keras.layers.Dense(K, activation="softmax")]
+        [
+            keras.Input(shape=(6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(K, activation="softmax"),
+        ]
     )
-    small.compile(optimizer="adam", loss=sk.SparseCategoricalCrossentropy(EPS))
+    # on TensorFlow also through XLA (jax always compiles; torch's jit_compile is torch.compile)
+    small.compile(
+        optimizer="adam",
+        loss=sk.SparseCategoricalCrossentropy(EPS),
+        jit_compile=BACKEND == "tensorflow",
+    )
     hist = small.fit(xs, labels.repeat(4), epochs=1, batch_size=16, verbose=0)
     preds = small(xs)
     results["mixed_pred_dtype"] = str(ops.convert_to_numpy(preds).dtype)

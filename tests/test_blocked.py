@@ -11,7 +11,6 @@ import tracemalloc
 import array_api_strict as xs
 import numpy as np
 import pytest
-import torch
 
 import smoothce
 from smoothce._compat.inplace import inplace_ops

@@ -172,3 +172,15 @@ def test_import_pulls_in_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_jax_jit_with_concrete_labels_closed_over():
+    """Labels captured by a jitted function are concrete, yet reductions on them are staged."""
+    import jax
+    import jax.numpy as jnp
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4)))
+    good, bad = jnp.asarray([0, 3, 1]), jnp.asarray([0, 4, 1])
+    value = jax.jit(lambda z: smoothce.loss(z, good, 0.1))(logits)
+    np.testing.assert_allclose(float(value), float(smoothce.loss(logits, good, 0.1)), rtol=1e-12)
+    assert np.isnan(float(jax.jit(lambda z: smoothce.loss(z, bad, 0.1))(logits)))

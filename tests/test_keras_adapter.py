@@ -155,8 +155,11 @@ def test_config_and_registration():
 def test_bad_label_smoothing_raises(bad):
     import smoothce.keras as sk
 
-    for make in (sk.CategoricalCrossentropy, sk.SparseCategoricalCrossentropy,
-                 sk.smooth_crossentropy):
+    for make in (
+        sk.CategoricalCrossentropy,
+        sk.SparseCategoricalCrossentropy,
+        sk.smooth_crossentropy,
+    ):
         with pytest.raises(ValueError, match="label_smoothing"):
             make(bad)
 

@@ -56,7 +56,7 @@ def _value_and_grad(fn, x, y, upstream_seed: int = 1, **kwargs):
 
 
 def _all_ignored_mean(y, kwargs) -> bool:
-    """Every index target ignored under 'mean': the loss is 0/0 = NaN (see the xfail below)."""
+    """Every index target ignored under 'mean': the loss is 0/0 = NaN ."""
     ignore = kwargs.get("ignore_index", -100)
     return (
         kwargs.get("reduction", "mean") == "mean"
@@ -164,23 +164,12 @@ def test_edge_cases_like_native():
     assert torch.isnan(st.cross_entropy(empty, torch.empty(0, dtype=torch.int64)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="core bug: 'mean' over an empty batch of probability targets divides the Python "
-    "int 0 (core _reduce: 1.0 / denom); torch returns NaN",
-)
 def test_empty_probability_batch_mean_is_nan_like_native():
     empty, target = torch.empty(0, C), torch.empty(0, C)
     assert torch.isnan(F.cross_entropy(empty, target, label_smoothing=0.1))
     assert torch.isnan(st.cross_entropy(empty, target))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: with every target ignored and reduction='mean' the core's gradient is "
-    "0·(1/0) = NaN where torch gives 0; fix requested in core (_evaluate: zero ignored rows)",
-)
 def test_all_ignored_gradient_is_zero_like_native():
     x, _, _ = _make("2d", "int", torch.float32)
     y = torch.full((x.shape[0],), -100)
@@ -309,10 +298,7 @@ def test_vmap_matches_native():
     )
 
 
-@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
 def test_torch_compile_fullgraph_matches_eager():
-    # The filtered warnings come from array-api-compat's namespace lookup inside the core;
-    # they are harmless here (see docs/torch.md).
     torch._dynamo.reset()
     x, y, w = _make("4d", "int", torch.float32)
     y.view(-1)[1] = -100

@@ -142,7 +142,10 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         examples only). ``None`` ignores nothing.
       axis: the class axis of ``y_pred``; ``y_true`` has ``y_pred``'s shape without it (a
         trailing or class-axis dimension of size 1 is squeezed, as Keras does).
-      reduction, name, dtype: as in Keras.
+      reduction: Keras's reduction of the per-example losses ("sum_over_batch_size", "sum",
+        "mean", "mean_with_sample_weight", "none" or None).
+      name: the loss's name, Keras's default kept for a drop-in swap.
+      dtype: the loss dtype (Keras's policy when None).
 
     Labels arrive as floats (Keras casts ``y_true`` to the loss dtype) and are cast back to
     int32. Eagerly an out-of-range label raises ``ValueError``; in compiled training steps it

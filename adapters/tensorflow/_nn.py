@@ -100,9 +100,7 @@ def sparse_softmax_cross_entropy_with_logits(
                 "probability labels go to softmax_cross_entropy_with_logits"
             )
         ax = _class_axis(logits, -1)
-        if labels.shape.rank is not None and not labels.shape.is_compatible_with(
-            logits.shape[:ax]
-        ):
+        if labels.shape.rank is not None and not labels.shape.is_compatible_with(logits.shape[:ax]):
             raise ValueError(
                 f"labels of shape {labels.shape} must have the logits' shape without the "
                 f"class axis, {logits.shape[:ax]}"

@@ -4,11 +4,6 @@ Forward evaluates the loss and d loss / d input in one core pass and keeps only 
 (one tensor of the input's shape). Backward is the chain rule and nothing else:
 d loss / d input · grad_output, with grad_output broadcast along the class dimension for
 ``reduction="none"``. No log-softmax or probability tensor outlives the forward call.
-
-vmap stop-gap: the core moves the class axis with ``xp.moveaxis``, i.e. ``torch.moveaxis``
-with int arguments, and torch has no vmap batching rule for ``aten::moveaxis.int``. So the
-core cannot run on vmap's batched tensors, and :meth:`SmoothCrossEntropy.vmap` calls it once
-per sample instead. It goes away when the core uses ``xp.permute_dims`` (requested change).
 """
 
 from __future__ import annotations
@@ -34,9 +29,9 @@ class SmoothCrossEntropy(torch.autograd.Function):
     gradient; callers use the first output only.
     """
 
-    # setup_context (rather than ctx in forward) is what torch.func.grad needs. vmap uses the
-    # explicit rule below: generate_vmap_rule = True would run the core on batched tensors,
-    # and the core's xp.moveaxis (aten::moveaxis.int) has no batching rule in torch.
+    # setup_context (rather than ctx in forward) is what torch.func needs; the generated vmap
+    # rule runs the core itself on vmap's batched tensors.
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -56,41 +51,6 @@ class SmoothCrossEntropy(torch.autograd.Function):
             ignore_index=ignore_index,
             reduction=reduction,
         )
-
-    @staticmethod
-    def vmap(
-        info: Any,
-        in_dims: tuple[int | None, ...],
-        input: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None,
-        ignore_index: int | None,
-        reduction: str,
-        eps: float,
-    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[int, int]]:
-        """One core call per vmapped sample, stacked (a stop-gap, see the module notes).
-
-        Each sample is a complete loss with its own reduction, so the samples cannot be merged
-        into one core call without redoing the reduction here. Once the core moves axes with
-        permute_dims, ``generate_vmap_rule = True`` replaces this method.
-        """
-
-        def pick(t: torch.Tensor | None, dim: int | None, i: int) -> torch.Tensor | None:
-            return t if t is None or dim is None else t.select(dim, i)
-
-        losses, gradients = [], []
-        for i in range(info.batch_size):
-            loss, gradient = SmoothCrossEntropy.apply(
-                pick(input, in_dims[0], i),
-                pick(target, in_dims[1], i),
-                pick(weight, in_dims[2], i),
-                ignore_index,
-                reduction,
-                eps,
-            )
-            losses.append(loss)
-            gradients.append(gradient)
-        return (torch.stack(losses), torch.stack(gradients)), (0, 0)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:

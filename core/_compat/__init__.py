@@ -19,6 +19,13 @@ def _is_tensorflow(x: object) -> bool:
     return "tensorflow" in sys.modules and type(x).__module__.startswith("tensorflow")
 
 
+def _is_torch(x: object) -> bool:
+    # A plain isinstance check: array-api-compat's lru_cache'd type helpers make torch.compile
+    # (dynamo) warn once per helper when it traces through them.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def namespace(*arrays: Any) -> Any:
     """The array-API namespace shared by ``arrays`` (``None`` entries and Python scalars skipped).
 
@@ -33,6 +40,10 @@ def namespace(*arrays: Any) -> Any:
         from . import tensorflow_namespace
 
         return tensorflow_namespace
+    if arrays and all(_is_torch(a) for a in arrays):
+        import array_api_compat.torch as torch_namespace
+
+        return torch_namespace
     try:
         return array_api_compat.array_namespace(*arrays)
     except TypeError as err:
@@ -44,6 +55,8 @@ def device(x: Any) -> Any:
     """The device ``x`` lives on, in a form its namespace's creation functions accept."""
     if _is_tensorflow(x):
         return None  # TF places new tensors by its own device scope
+    if _is_torch(x):
+        return x.device
     return array_api_compat.device(x)
 
 
@@ -57,14 +70,14 @@ def is_traced(x: Any) -> bool:
         return False
     if _is_tensorflow(x):
         return not hasattr(x, "numpy")  # symbolic graph tensors have no numpy()
-    if array_api_compat.is_jax_array(x):
-        import jax
-
-        return isinstance(x, jax.core.Tracer)
-    if array_api_compat.is_torch_array(x):
+    if _is_torch(x):
         import torch
 
         return bool(
             torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x)
         )
+    if array_api_compat.is_jax_array(x):
+        import jax
+
+        return isinstance(x, jax.core.Tracer)
     return False

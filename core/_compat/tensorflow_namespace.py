@@ -136,6 +136,10 @@ def moveaxis(x: Any, source: int, destination: int, /) -> Any:
     return tf.transpose(x, order)
 
 
+def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
+    return tf.transpose(x, list(axes))
+
+
 def where(condition: Any, x1: Any, x2: Any, /) -> Any:
     if not isinstance(x1, (tf.Tensor, tf.Variable)):
         x2 = _as_tensor(x2)

@@ -1,0 +1,381 @@
+"""Benchmark: smoothce against each framework's native label-smoothed cross-entropy.
+
+For every installed framework and shape it times forward + backward (median of ``--repeats``
+after warm-up, the contenders alternated in one process) and measures the peak extra resident
+memory of one forward + backward in a fresh process per case (Linux's VmHWM, reset after the
+inputs exist and the code is warm). Memory is reported in N×C buffers of the input dtype.
+
+Run ``smoothce bench`` (or ``python bench/run.py``); ``--out docs/benchmarks.md`` writes the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+EPS = 0.1
+SHAPES = [(256, 10, "float32"), (8192, 1000, "float32"), (2048, 32000, "float32")]
+LARGE = (1024, 128000)  # in each framework's 16-bit float on CPU
+QUICK_SHAPES = [(64, 10, "float32"), (512, 1000, "float32"), (256, 8000, "float32")]
+QUICK_LARGE = (128, 16000)
+FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
+
+
+# --------------------------------------------------------------------------- contenders
+# Each builder returns {name: step}, where step() runs one forward + backward and blocks
+# until the result exists. Inputs are made once per process.
+
+
+def _numpy(n: int, k: int, dtype: str, eps: float) -> dict[str, Callable[[], Any]]:
+    import numpy as np
+
+    import smoothce
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((n, k), dtype=np.float32).astype(dtype)
+    y = rng.integers(0, k, n)
+    rows = np.arange(n)
+
+    def hand_written() -> Any:
+        # a careful NumPy loss + gradient: one exp, in-place updates, no one-hot
+        m = z.max(axis=1, keepdims=True)
+        g = np.exp(z - m)
+        s = g.sum(axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(s[:, 0])
+        value = np.mean(lse - (1 - eps) * z[rows, y] - eps / k * z.sum(axis=1))
+        g /= s
+        g -= eps / k
+        g[rows, y] -= 1 - eps
+        g /= n
+        return value, g
+
+    buffer = z.copy()
+
+    def in_place() -> Any:
+        buffer[...] = z  # restore the logits the previous call overwrote
+        return smoothce.loss_and_grad(buffer, y, eps, overwrite_logits=True)
+
+    return {
+        "smoothce": lambda: smoothce.loss_and_grad(z, y, eps),
+        "smoothce ε=0": lambda: smoothce.loss_and_grad(z, y, 0.0),
+        "smoothce in-place": in_place,
+        "hand-written NumPy": hand_written,
+        "np.exp pass": lambda: np.exp(z),
+    }
+
+
+def _torch(n: int, k: int, dtype: str, eps: float) -> dict[str, Callable[[], Any]]:
+    import torch
+    import torch.nn.functional as F
+
+    import smoothce.torch as sct
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(n, k, generator=gen).to(getattr(torch, dtype)).requires_grad_()
+    y = torch.randint(0, k, (n,), generator=gen)
+
+    def run(loss_fn: Callable[..., Any], e: float) -> Callable[[], Any]:
+        def step() -> Any:
+            z.grad = None
+            loss_fn(z, y, label_smoothing=e).backward()
+            return z.grad
+
+        return step
+
+    steps = {
+        "smoothce": run(sct.cross_entropy, eps),
+        "smoothce ε=0": run(sct.cross_entropy, 0.0),
+        "native F.cross_entropy": run(F.cross_entropy, eps),
+    }
+    in_place = getattr(sct, "cross_entropy_inplace", None)
+    if in_place is not None:
+        steps["smoothce in-place"] = run(in_place, eps)
+    return steps
+
+
+def _jax(n: int, k: int, dtype: str, eps: float) -> dict[str, Callable[[], Any]]:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import smoothce.jax as scj
+
+    key = jax.random.PRNGKey(0)
+    z = jax.random.normal(key, (n, k)).astype(getattr(jnp, dtype))
+    y = jax.random.randint(key, (n,), 0, k)
+
+    def ours(e: float) -> Callable[[], Any]:
+        f = jax.jit(
+            jax.value_and_grad(
+                lambda z: scj.softmax_cross_entropy_with_integer_labels(z, y, e).mean()
+            )
+        )
+        f = f.lower(z).compile()
+        return lambda: jax.block_until_ready(f(z))
+
+    def native(z: Any) -> Any:
+        return optax.softmax_cross_entropy(
+            z, optax.smooth_labels(jax.nn.one_hot(y, k, dtype=z.dtype), eps)
+        ).mean()
+
+    optax_step = jax.jit(jax.value_and_grad(native)).lower(z).compile()
+    return {
+        "smoothce": ours(eps),
+        "smoothce ε=0": ours(0.0),
+        "optax": lambda: jax.block_until_ready(optax_step(z)),
+    }
+
+
+def _tensorflow(n: int, k: int, dtype: str, eps: float) -> dict[str, Callable[[], Any]]:
+    import tensorflow as tf
+
+    import smoothce.tensorflow as sctf
+
+    gen = tf.random.Generator.from_seed(0)
+    z = tf.cast(gen.normal((n, k)), getattr(tf, dtype))
+    y = gen.uniform((n,), 0, k, dtype=tf.int64)
+    keras_loss = None
+    import keras
+
+    keras_loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=eps)
+    spec = [tf.TensorSpec([None, k], z.dtype), tf.TensorSpec([None], tf.int64)]
+
+    def ours(e: float, xla: bool) -> Callable[..., Any]:
+        @tf.function(input_signature=spec, jit_compile=xla)
+        def step(z: Any, y: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                value = tf.reduce_mean(sctf.sparse_softmax_cross_entropy_with_logits(y, z, e))
+            return value, tape.gradient(value, z)
+
+        return step
+
+    @tf.function(input_signature=spec)
+    def native(z: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            value = keras_loss(tf.one_hot(y, k, dtype=z.dtype), z)
+        return value, tape.gradient(value, z)
+
+    def run(fn: Callable[..., Any]) -> Callable[[], Any]:
+        return lambda: [t.numpy() for t in fn(z, y)]
+
+    return {
+        "smoothce": run(ours(eps, False)),
+        "smoothce ε=0": run(ours(0.0, False)),
+        "smoothce XLA": run(ours(eps, True)),
+        "native Keras CCE": run(native),
+    }
+
+
+BUILDERS = {"numpy": _numpy, "torch": _torch, "jax": _jax, "tensorflow": _tensorflow}
+NATIVE = {
+    "numpy": "hand-written NumPy",
+    "torch": "native F.cross_entropy",
+    "jax": "optax",
+    "tensorflow": "native Keras CCE",
+}
+HALF = {"numpy": "float16", "torch": "bfloat16", "jax": "bfloat16", "tensorflow": "bfloat16"}
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _time_worker(framework: str, n: int, k: int, dtype: str, repeats: int) -> dict[str, float]:
+    steps = BUILDERS[framework](n, k, dtype, EPS)
+    for step in steps.values():  # warm-up: compile, allocate, fault pages in
+        step()
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):  # contenders alternated, so drift hits all of them alike
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _memory_worker(framework: str, n: int, k: int, dtype: str, name: str) -> float:
+    """Peak resident memory of one step above what the inputs and warm code already hold."""
+    steps = BUILDERS[framework](n, k, dtype, EPS)
+    small = BUILDERS[framework](max(2, n // 64), k, dtype, EPS)
+    small[name]()  # warm the code path (and compile) on a small batch
+    step = steps[name]
+    if framework == "jax":
+        step()  # the compiled executable is shape-specific; its first run allocates nothing new
+    import gc
+
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset VmHWM to the current resident size
+    before = _rss_kib("VmRSS")
+    result = step()
+    peak = _rss_kib("VmHWM")
+    del result
+    itemsize = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}[dtype]
+    return (peak - before) * 1024 / (n * k * itemsize)
+
+
+def _subprocess(args: list[str]) -> Any:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run(
+        [sys.executable, "-m", "smoothce._bench", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr else "failed")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _installed(framework: str) -> bool:
+    import importlib.util
+
+    return framework == "numpy" or importlib.util.find_spec(framework) is not None
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    versions = []
+    for module in ("numpy", "torch", "jax", "tensorflow"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except Exception:  # noqa: BLE001 - a missing framework is simply not listed
+            continue
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        + ", ".join(versions)
+    )
+
+
+def run(
+    frameworks: list[str], repeats: int, memory: bool, quick: bool, progress: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    shapes = QUICK_SHAPES if quick else SHAPES
+    large = QUICK_LARGE if quick else LARGE
+    rows = []
+    for framework in frameworks:
+        cases = [*shapes, (*large, HALF[framework])]
+        for n, k, dtype in cases:
+            progress(f"{framework} ({n}, {k}) {dtype}")
+            try:
+                times = _subprocess(
+                    ["--worker", "time", framework, str(n), str(k), dtype, str(repeats)]
+                )
+            except RuntimeError as err:
+                rows.append({"framework": framework, "shape": (n, k), "dtype": dtype,
+                             "error": str(err)})
+                continue
+            mems: dict[str, float] = {}
+            if memory:
+                for name in times:
+                    if name == "np.exp pass" or "ε=0" in name:
+                        continue
+                    try:
+                        mems[name] = _subprocess(
+                            ["--worker", "memory", framework, str(n), str(k), dtype, name]
+                        )
+                    except RuntimeError:
+                        continue
+            rows.append({"framework": framework, "shape": (n, k), "dtype": dtype,
+                         "times": times, "memory": mems})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| framework | shape | dtype | contender | fwd+bwd ms | × native | extra memory (N×C) |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        head = f"| {row['framework']} | {row['shape'][0]}×{row['shape'][1]} | {row['dtype']} "
+        if "error" in row:
+            lines.append(head + f"| (failed: {row['error']}) | | | |")
+            continue
+        native = row["times"].get(NATIVE[row["framework"]])
+        for name, ms in row["times"].items():
+            ratio = f"{ms / native:.2f}" if native else ""
+            mem = row["memory"].get(name)
+            mem_text = f"{mem:.2f}" if mem is not None else ""
+            lines.append(head + f"| {name} | {ms:.2f} | {ratio} | {mem_text} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="smoothce bench",
+        description="Time and measure smoothce against each installed framework's native "
+        "label-smoothed cross-entropy (forward + backward, ε = 0.1, integer labels, mean).",
+    )
+    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=None,
+                        help="which frameworks to run (default: every installed one)")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed repetitions per contender after warm-up (median reported)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-memory measurement (one fresh process per case)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small shapes, for a fast smoke run")
+    parser.add_argument("--out", default=None,
+                        help="also write the table, with the machine's description, to this "
+                        "Markdown file (e.g. docs/benchmarks.md)")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        kind, framework, n, k, dtype, extra = args.worker
+        if kind == "time":
+            result: Any = _time_worker(framework, int(n), int(k), dtype, int(extra))
+        else:
+            result = _memory_worker(framework, int(n), int(k), dtype, extra)
+        print(json.dumps(result))
+        return 0
+
+    frameworks = args.frameworks or [f for f in FRAMEWORKS if _installed(f)]
+    rows = run(frameworks, args.repeats, not args.no_memory, args.quick,
+               lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True))
+    text = table(rows)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as out:
+            out.write(
+                "# Benchmarks\n\n"
+                f"Machine: {_machine()}.\n\n"
+                "Forward + backward, ε = 0.1, integer labels, mean reduction; median of "
+                f"{args.repeats} after warm-up, contenders alternated in one process. Extra "
+                "memory: peak resident memory of one step above the inputs, in N×C buffers "
+                "of the input dtype, one fresh process per case.\n\n" + text + "\n"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
