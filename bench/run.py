@@ -1,4 +1,4 @@
-"""Benchmark launcher: ``python bench/run.py [--out docs/benchmarks.md]``, same as ``smoothce bench``.
+"""Benchmark launcher: `python bench/run.py [--out docs/benchmarks.md]`, as `smoothce bench`.
 
 The benchmark itself lives in the package (``smoothce._bench``) so that the installed
 ``smoothce bench`` command can run it too.

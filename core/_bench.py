@@ -269,7 +269,7 @@ def _machine() -> str:
     for module in ("numpy", "torch", "jax", "tensorflow"):
         try:
             versions.append(f"{module} {__import__(module).__version__}")
-        except Exception:  # noqa: BLE001 - a missing framework is simply not listed
+        except Exception:
             continue
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "

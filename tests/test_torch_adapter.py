@@ -452,3 +452,78 @@ def test_training_loop_follows_native_trajectory():
     torch.testing.assert_close(torch.tensor(ours), torch.tensor(native), rtol=1e-4, atol=1e-5)
     for a, b in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- overwrite_input
+
+
+def _linear_head(seed: int = 0):
+    torch.manual_seed(seed)
+    layer = nn.Linear(6, 40, dtype=torch.float64)
+    x = torch.randn(32, 6, dtype=torch.float64)
+    y = torch.randint(0, 40, (32,))
+    return layer, x, y
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_overwrite_input_gives_the_same_gradients(reduction):
+    layer, x, y = _linear_head()
+    expected = []
+    for overwrite in (False, True):
+        layer.zero_grad()
+        logits = layer(x)
+        loss = st.cross_entropy(logits, y, reduction=reduction, overwrite_input=overwrite)
+        loss.sum().backward() if reduction == "none" else loss.backward()
+        expected.append((loss.detach().clone(), layer.weight.grad.clone(), layer.bias.grad.clone()))
+    for plain, overwritten in zip(expected[0], expected[1], strict=True):
+        torch.testing.assert_close(overwritten, plain, rtol=0, atol=0)
+
+
+def test_overwrite_input_writes_the_gradient_into_the_logits():
+    layer, x, y = _linear_head()
+    logits = layer(x)
+    reference = torch.func.grad(lambda z: F.cross_entropy(z, y, label_smoothing=0.1))(
+        logits.detach()
+    )
+    st.cross_entropy(logits, y, overwrite_input=True)
+    torch.testing.assert_close(logits.detach(), reference)
+
+
+def test_overwrite_input_refuses_a_leaf_that_requires_grad():
+    z = torch.randn(4, C, requires_grad=True)
+    with pytest.raises(ValueError, match="leaf tensor that requires grad"):
+        st.cross_entropy(z, torch.zeros(4, dtype=torch.int64), overwrite_input=True)
+
+
+def test_overwrite_input_needs_contiguous_classes():
+    layer, x, _ = _linear_head()
+    # (N, C, d1) stored contiguously: each example's classes are strided, not contiguous
+    logits = layer(x).reshape(4, 8, 40).transpose(1, 2).contiguous()
+    with pytest.raises(ValueError, match="class axis last"):
+        st.cross_entropy(logits, torch.zeros(4, 8, dtype=torch.int64), overwrite_input=True)
+
+
+def test_overwrite_input_is_caught_when_another_node_saved_the_logits():
+    layer, x, y = _linear_head()
+    logits = layer(x)
+    penalty = (logits**2).mean()  # pow saves the logits for its backward
+    loss = st.cross_entropy(logits, y, overwrite_input=True) + penalty
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_overwrite_input_second_backward_raises():
+    layer, x, y = _linear_head()
+    loss = st.cross_entropy(layer(x), y, overwrite_input=True)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        loss.backward()
+
+
+def test_default_mode_supports_a_second_backward():
+    layer, x, y = _linear_head()
+    loss = st.cross_entropy(layer(x), y)
+    loss.backward(retain_graph=True)
+    first = layer.weight.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(layer.weight.grad, 2 * first)

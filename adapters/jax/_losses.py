@@ -20,11 +20,12 @@ import functools
 import operator
 from typing import Any
 
-import smoothce
-
 import jax
 import jax.numpy as jnp
-from jax.custom_derivatives import SymbolicZero
+
+import smoothce
+
+_SymbolicZero = jax.custom_derivatives.SymbolicZero
 
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels"]
 
@@ -111,9 +112,9 @@ def _dispatch(
     ndim = logits.ndim
     if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
         raise ValueError(
-            f"axis {axis!r} is out of range for logits with {logits.ndim} dimension(s)"
+            f"axis {axis!r} is out of range for logits with {ndim} dimension(s)"
         )
-    axis = operator.index(axis) % logits.ndim
+    axis = operator.index(axis) % ndim
     if integer and not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
             f"softmax_cross_entropy_with_integer_labels needs integer labels, got dtype "
@@ -224,16 +225,16 @@ def _per_example_jvp(
     acc = jnp.promote_types(value.dtype, jnp.float32)
     tangent = jnp.zeros(value.shape, acc)
 
-    if not isinstance(d_logits, SymbolicZero):
+    if not isinstance(d_logits, _SymbolicZero):
         gradient = _keep(gradient, keep_rows, axis)
         tangent = tangent + jnp.sum(gradient.astype(acc) * d_logits.astype(acc), axis=axis)
 
-    if eps is not None and not isinstance(d_eps, SymbolicZero):
+    if eps is not None and not isinstance(d_eps, _SymbolicZero):
         wide = _wide(logits)
         slope = core(wide, labels, 1.0) - core(wide, labels, 0.0)  # the loss is affine in ε
         tangent = tangent + _keep(slope, keep_rows).astype(acc) * d_eps.astype(acc)
 
-    if not isinstance(d_labels, SymbolicZero):
+    if not isinstance(d_labels, _SymbolicZero):
         # Only floating (probability) labels can carry a tangent; the loss is affine in them.
         wide = _wide(logits)
         step = core(wide, d_labels, eps_value) - core(wide, jnp.zeros_like(d_labels), eps_value)

@@ -14,8 +14,9 @@ import math
 from typing import Any
 
 import keras
-import smoothce
 from keras import ops
+
+import smoothce
 
 __all__ = ["CategoricalCrossentropy", "SparseCategoricalCrossentropy"]
 

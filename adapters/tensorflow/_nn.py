@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import smoothce
 import tensorflow as tf
+
+import smoothce
 
 __all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits"]
 

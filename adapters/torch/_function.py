@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import smoothce
 import torch
+
+import smoothce
+from smoothce._compat import is_traced
 
 __all__ = ["SmoothCrossEntropy", "class_dim"]
 
@@ -22,11 +24,12 @@ def class_dim(input: torch.Tensor) -> int:
 
 
 class SmoothCrossEntropy(torch.autograd.Function):
-    """``apply(input, target, weight, ignore_index, reduction, eps) -> (loss, dloss_dinput)``.
+    """``apply(input, target, weight, ignore_index, reduction, eps, overwrite) -> (loss, grad)``.
 
     Arguments arrive already checked and cast by :func:`smoothce.torch.cross_entropy`;
     ``ignore_index`` is ``None`` for probability targets. The second output is the core's
-    gradient; callers use the first output only.
+    gradient; callers use the first output only. With ``overwrite`` the core writes that
+    gradient into ``input``'s own storage (no N×C allocation at all).
     """
 
     # setup_context (rather than ctx in forward) is what torch.func needs; the generated vmap
@@ -41,20 +44,24 @@ class SmoothCrossEntropy(torch.autograd.Function):
         ignore_index: int | None,
         reduction: str,
         eps: float,
+        overwrite: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # detach(): a view sharing storage and version counter, so that an overwrite bumps the
+        # input's version and autograd refuses any node that saved the old logits
         return smoothce.loss_and_grad(
-            input,
+            input.detach() if overwrite else input,
             target,
             eps,
             axis=class_dim(input),
             weight=weight,
             ignore_index=ignore_index,
             reduction=reduction,
+            overwrite_logits=overwrite,
         )
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
-        input, _, _, _, reduction, _ = inputs
+        input, _, _, _, reduction, _, _ = inputs
         _, gradient = output
         # The gradient output is left differentiable on purpose: when this backward is itself
         # differentiated (create_graph=True, nested torch.func.grad), the saved gradient then
@@ -62,17 +69,37 @@ class SmoothCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(gradient)
         ctx.reduction = reduction
         ctx.class_dim = class_dim(input)
+        ctx.overwrite = inputs[-1]
+        ctx.used = False
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, _grad_gradient: Any) -> tuple[Any, ...]:
+        if ctx.used:
+            raise RuntimeError(
+                "smoothce.torch.cross_entropy(overwrite_input=True): backward ran twice through "
+                "the same loss (retain_graph=True), but the first one consumed the gradient "
+                "buffer; compute the loss again for a second backward"
+            )
         (gradient,) = ctx.saved_tensors
         if ctx.reduction == "none" and grad_loss.dim() > 0:
             grad_loss = grad_loss.unsqueeze(ctx.class_dim)  # one value per example -> per row
         if torch.is_grad_enabled() and gradient.requires_grad:
             grad_input = _FirstOrderOnly.apply(grad_loss, gradient)
+        elif ctx.overwrite:
+            ctx.used = True  # the buffer is the logits' storage: scale it where it is
+            grad_input = gradient.mul_(grad_loss)
+        elif _is_one(grad_loss):
+            # loss.backward(): hand on the saved buffer itself, no N×C product. Autograd
+            # copies it before any in-place accumulation while the graph still holds it.
+            grad_input = gradient
         else:
             grad_input = grad_loss * gradient
-        return grad_input, None, None, None, None, None
+        return grad_input, None, None, None, None, None, None
+
+
+def _is_one(t: torch.Tensor) -> bool:
+    """Whether a scalar upstream gradient is exactly 1, when that can be read without tracing."""
+    return t.dim() == 0 and not is_traced(t) and bool(t == 1)
 
 
 class _FirstOrderOnly(torch.autograd.Function):

@@ -71,6 +71,7 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.1,
+    overwrite_input: bool = False,
 ) -> torch.Tensor:
     r"""Label-smoothed cross-entropy between logits and targets, a drop-in for ``F.cross_entropy``.
 
@@ -94,6 +95,12 @@ def cross_entropy(
         only a negative value (as in PyTorch), which then has no effect.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
       label_smoothing: ε in [0, 1]; default 0.1 (PyTorch's is 0.0). Negative ε raises.
+      overwrite_input: write the gradient into ``input``'s storage during the forward pass
+        (the Liger-Kernel trick), so forward and backward allocate no N×C buffer. For logits
+        that nothing else needs afterwards, e.g. a final Linear layer's output. ``input``
+        then holds the gradient, not the logits. Raises ``ValueError`` for a leaf tensor that
+        requires grad, or when the class dimension is not last and contiguous ((N, C) input);
+        if another autograd node saved the logits, its backward raises torch's in-place error.
 
     Differences from ``F.cross_entropy``: keyword-only arguments after ``weight`` (PyTorch's
     legacy positional ``size_average``/``reduce`` are gone), ValueError for an out-of-range
@@ -143,5 +150,12 @@ def cross_entropy(
             raise TypeError(f"weight dtype {weight.dtype} differs from input dtype {input.dtype}")
         core_ignore = ignore_index
 
-    value, _ = SmoothCrossEntropy.apply(input, target, weight, core_ignore, reduction, eps)
+    if overwrite_input and input.is_leaf and input.requires_grad:
+        raise ValueError(
+            "overwrite_input=True would overwrite a leaf tensor that requires grad (a "
+            "parameter or an input the caller keeps); use it on computed logits"
+        )
+    value, _ = SmoothCrossEntropy.apply(
+        input, target, weight, core_ignore, reduction, eps, overwrite_input
+    )
     return value
