@@ -271,9 +271,8 @@ def _machine() -> str:
             versions.append(f"{module} {__import__(module).__version__}")
         except Exception:
             continue
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        + ", ".join(versions)
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; " + ", ".join(
+        versions
     )
 
 
@@ -292,8 +291,9 @@ def run(
                     ["--worker", "time", framework, str(n), str(k), dtype, str(repeats)]
                 )
             except RuntimeError as err:
-                rows.append({"framework": framework, "shape": (n, k), "dtype": dtype,
-                             "error": str(err)})
+                rows.append(
+                    {"framework": framework, "shape": (n, k), "dtype": dtype, "error": str(err)}
+                )
                 continue
             mems: dict[str, float] = {}
             if memory:
@@ -306,8 +306,15 @@ def run(
                         )
                     except RuntimeError:
                         continue
-            rows.append({"framework": framework, "shape": (n, k), "dtype": dtype,
-                         "times": times, "memory": mems})
+            rows.append(
+                {
+                    "framework": framework,
+                    "shape": (n, k),
+                    "dtype": dtype,
+                    "times": times,
+                    "memory": mems,
+                }
+            )
     return rows
 
 
@@ -336,17 +343,31 @@ def main(argv: list[str] | None = None) -> int:
         description="Time and measure smoothce against each installed framework's native "
         "label-smoothed cross-entropy (forward + backward, ε = 0.1, integer labels, mean).",
     )
-    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=None,
-                        help="which frameworks to run (default: every installed one)")
-    parser.add_argument("--repeats", type=int, default=7,
-                        help="timed repetitions per contender after warm-up (median reported)")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="skip the peak-memory measurement (one fresh process per case)")
-    parser.add_argument("--quick", action="store_true",
-                        help="small shapes, for a fast smoke run")
-    parser.add_argument("--out", default=None,
-                        help="also write the table, with the machine's description, to this "
-                        "Markdown file (e.g. docs/benchmarks.md)")
+    parser.add_argument(
+        "--frameworks",
+        nargs="+",
+        choices=FRAMEWORKS,
+        default=None,
+        help="which frameworks to run (default: every installed one)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=7,
+        help="timed repetitions per contender after warm-up (median reported)",
+    )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory measurement (one fresh process per case)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small shapes, for a fast smoke run")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="also write the table, with the machine's description, to this "
+        "Markdown file (e.g. docs/benchmarks.md)",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -360,8 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     frameworks = args.frameworks or [f for f in FRAMEWORKS if _installed(f)]
-    rows = run(frameworks, args.repeats, not args.no_memory, args.quick,
-               lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True))
+    rows = run(
+        frameworks,
+        args.repeats,
+        not args.no_memory,
+        args.quick,
+        lambda text: print(f"[bench] {text}", file=sys.stderr, flush=True),
+    )
     text = table(rows)
     print(text)
     if args.out:

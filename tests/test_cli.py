@@ -54,18 +54,22 @@ def test_demo_help_explains_options(capsys):
 
 
 def test_python_dash_m_smoothce():
-    done = subprocess.run([sys.executable, "-m", "smoothce", "--version"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "smoothce", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0
     assert done.stdout.startswith("smoothce ")
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["demo", "--eps", "1.5"], "[0, 1]"),
-    (["demo", "--eps", "a"], "not a number"),
-    (["demo", "--epochs", "0"], "at least 1"),
-    (["demo", "--backend", "mxnet"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--eps", "1.5"], "[0, 1]"),
+        (["demo", "--eps", "a"], "not a number"),
+        (["demo", "--epochs", "0"], "at least 1"),
+        (["demo", "--backend", "mxnet"], "invalid choice"),
+    ],
+)
 def test_bad_options(capsys, argv, message):
     code, _, err = run_cli(argv, capsys)
     assert code == 2
@@ -73,8 +77,9 @@ def test_bad_options(capsys, argv, message):
 
 
 def test_missing_data_file(capsys, tmp_path):
-    code, _, err = run_cli(["demo", "--data", str(tmp_path / "nope.npz"), "--out",
-                            str(tmp_path / "out")], capsys)
+    code, _, err = run_cli(
+        ["demo", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "out")], capsys
+    )
     assert code == 2
     assert "nope.npz" in err and "no such file" in err
 
@@ -88,8 +93,21 @@ def test_data_without_y(capsys, tmp_path):
 
 def test_demo_tiny_run(capsys, tmp_path, tiny_data):
     out_dir = tmp_path / "report"
-    code, out, err = run_cli(["demo", "--data", str(tiny_data), "--epochs", "2", "--eps", "0",
-                              "0.1", "--out", str(out_dir)], capsys)
+    code, out, err = run_cli(
+        [
+            "demo",
+            "--data",
+            str(tiny_data),
+            "--epochs",
+            "2",
+            "--eps",
+            "0",
+            "0.1",
+            "--out",
+            str(out_dir),
+        ],
+        capsys,
+    )
     assert code == 0, err
     lines = out.splitlines()
     # the worked example comes first, computed with smoothce's softmax
@@ -105,8 +123,12 @@ def test_demo_tiny_run(capsys, tmp_path, tiny_data):
     summary = (out_dir / "summary.md").read_text(encoding="utf-8")
     assert "| eps=0.1 " in summary and "## Findings" in summary
     record = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
-    assert [r["name"] for r in record["runs"]] == ["eps=0", "eps=0.1", "soft labels",
-                                                   "noisy labels"]
+    assert [r["name"] for r in record["runs"]] == [
+        "eps=0",
+        "eps=0.1",
+        "soft labels",
+        "noisy labels",
+    ]
     for r in record["runs"]:
         assert [h["epoch"] for h in r["history"]] == [1, 2]
         assert 0 <= r["final"]["ece"] <= 1 and r["final"]["temperature"] > 0
@@ -124,9 +146,23 @@ def test_demo_tiny_run(capsys, tmp_path, tiny_data):
 def test_demo_backends_agree_with_numpy(capsys, tmp_path, tiny_data, backend):
     finals = {}
     for name in ("numpy", backend):
-        code, _, err = run_cli(["demo", "--backend", name, "--data", str(tiny_data), "--epochs",
-                                "2", "--eps", "0.1", "--no-plots", "--out",
-                                str(tmp_path / name)], capsys)
+        code, _, err = run_cli(
+            [
+                "demo",
+                "--backend",
+                name,
+                "--data",
+                str(tiny_data),
+                "--epochs",
+                "2",
+                "--eps",
+                "0.1",
+                "--no-plots",
+                "--out",
+                str(tmp_path / name),
+            ],
+            capsys,
+        )
         assert code == 0, err
         record = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))
         finals[name] = [r["final"] for r in record["runs"]]
@@ -138,8 +174,9 @@ def test_demo_backends_agree_with_numpy(capsys, tmp_path, tiny_data, backend):
 
 def test_missing_framework_gives_clear_error(capsys, tmp_path, tiny_data, monkeypatch):
     monkeypatch.setitem(sys.modules, "smoothce.jax", None)  # import now raises ImportError
-    code, _, err = run_cli(["demo", "--backend", "jax", "--data", str(tiny_data), "--out",
-                            str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(
+        ["demo", "--backend", "jax", "--data", str(tiny_data), "--out", str(tmp_path / "o")], capsys
+    )
     assert code == 2
     assert "--backend jax needs jax" in err and "--backend numpy" in err
 
@@ -171,10 +208,20 @@ def test_bundled_digits():
 
 
 def _result(name: str, eps: float, conf: float, acc: float) -> _demo.Result:
-    final = {"confidence": conf, "accuracy": acc, "ece": abs(conf - acc), "logit_norm": 5.0,
-             "confidence_wrong": 0.5, "ece_ts": 0.01, "nll": 0.2, "nll_ts": 0.1}
-    hist = [dict(final, epoch=1, logit_norm=2.0, mid_share=0.9),
-            dict(final, epoch=2, logit_norm=5.0, mid_share=0.1)]
+    final = {
+        "confidence": conf,
+        "accuracy": acc,
+        "ece": abs(conf - acc),
+        "logit_norm": 5.0,
+        "confidence_wrong": 0.5,
+        "ece_ts": 0.01,
+        "nll": 0.2,
+        "nll_ts": 0.1,
+    }
+    hist = [
+        dict(final, epoch=1, logit_norm=2.0, mid_share=0.9),
+        dict(final, epoch=2, logit_norm=5.0, mid_share=0.1),
+    ]
     kind = "hard"
     r = _demo.Result(_demo.Run(name, eps, kind), history=hist, final=final)
     r.temperature = 1.0
@@ -182,14 +229,16 @@ def _result(name: str, eps: float, conf: float, acc: float) -> _demo.Result:
 
 
 def test_findings_follow_the_numbers():
-    under = _demo.findings([_result("eps=0", 0.0, 0.99, 0.98),
-                            _result("eps=0.1", 0.1, 0.85, 0.98)], 10)
+    under = _demo.findings(
+        [_result("eps=0", 0.0, 0.99, 0.98), _result("eps=0.1", 0.1, 0.85, 0.98)], 10
+    )
     text = "\n".join(under)
     assert "under-confident by 13.0 points" in text
     assert "made the model under-confident" in text
     assert "grew from 2.0 after epoch 1 to 5.0" in text
-    over = _demo.findings([_result("eps=0", 0.0, 0.95, 0.80),
-                           _result("eps=0.1", 0.1, 0.82, 0.80)], 10)
+    over = _demo.findings(
+        [_result("eps=0", 0.0, 0.95, 0.80), _result("eps=0.1", 0.1, 0.82, 0.80)], 10
+    )
     text = "\n".join(over)
     assert "over-confident by 15.0 points" in text
     assert "made the model under-confident" not in text

@@ -104,9 +104,7 @@ def _optax_safe(logits, dense, eps, axis, full):
 
 
 def _ours(logits, labels, eps, axis, where, form):
-    fn = (
-        softmax_cross_entropy_with_integer_labels if form == "integer" else softmax_cross_entropy
-    )
+    fn = softmax_cross_entropy_with_integer_labels if form == "integer" else softmax_cross_entropy
     return fn(logits, labels, eps, axis=axis, where=where)
 
 
@@ -221,13 +219,15 @@ def test_bfloat16_loosely():
     assert grad.dtype == jnp.bfloat16
     _close(grad, jax.grad(lambda z: ref(z).sum())(wide), 1e-2)
     d_eps = jax.grad(
-        lambda e: softmax_cross_entropy_with_integer_labels(low, labels, e, where=where)
-        .astype(jnp.float32)
-        .sum()
+        lambda e: (
+            softmax_cross_entropy_with_integer_labels(low, labels, e, where=where)
+            .astype(jnp.float32)
+            .sum()
+        )
     )(jnp.asarray(0.1, jnp.bfloat16))
-    expected = jax.grad(
-        lambda e: _optax_safe(wide, dense.astype(jnp.float32), e, -1, full).sum()
-    )(jnp.float32(0.1))
+    expected = jax.grad(lambda e: _optax_safe(wide, dense.astype(jnp.float32), e, -1, full).sum())(
+        jnp.float32(0.1)
+    )
     _close(d_eps, expected, 2e-2)
     # dense bf16 labels
     soft = jax.nn.softmax(jnp.asarray(np.random.default_rng(3).normal(size=(8, 33))))

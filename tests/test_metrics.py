@@ -69,13 +69,18 @@ def test_softmax_matches_reference_and_axis(xp, rng):
 
 def test_logit_norm(xp, rng):
     z = rng.normal(size=(7, 4))
-    np.testing.assert_allclose(to_numpy(metrics.logit_norm(xp.asarray(z))),
-                               np.linalg.norm(z, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(
+        to_numpy(metrics.logit_norm(xp.asarray(z))), np.linalg.norm(z, axis=1), rtol=1e-12
+    )
     centered = z - z.mean(axis=1, keepdims=True)
-    np.testing.assert_allclose(to_numpy(metrics.logit_norm(xp.asarray(z), centered=True)),
-                               np.linalg.norm(centered, axis=1), rtol=1e-12)
-    np.testing.assert_allclose(to_numpy(metrics.logit_norm(xp.asarray(z), axis=0)),
-                               np.linalg.norm(z, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        to_numpy(metrics.logit_norm(xp.asarray(z), centered=True)),
+        np.linalg.norm(centered, axis=1),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        to_numpy(metrics.logit_norm(xp.asarray(z), axis=0)), np.linalg.norm(z, axis=0), rtol=1e-12
+    )
 
 
 # --- ECE and reliability curve ------------------------------------------------------------------
@@ -87,15 +92,17 @@ def test_ece_matches_reference(xp, rng, n_bins):
     got = float(to_numpy(metrics.expected_calibration_error(xp.asarray(z), xp.asarray(y), n_bins)))
     assert got == pytest.approx(ref_ece(ref_softmax(z), y, n_bins), abs=1e-12)
     p = ref_softmax(z)
-    got_p = metrics.expected_calibration_error(xp.asarray(p), xp.asarray(y), n_bins,
-                                               from_logits=False)
+    got_p = metrics.expected_calibration_error(
+        xp.asarray(p), xp.asarray(y), n_bins, from_logits=False
+    )
     assert float(to_numpy(got_p)) == pytest.approx(ref_ece(p, y, n_bins), abs=1e-12)
 
 
 def test_ece_float32_and_small_labels(xp, rng):
     z, y = sample(rng, n=200, k=4)
-    got = metrics.expected_calibration_error(xp.asarray(z.astype(np.float32)),
-                                             xp.asarray(y.astype(np.int32)))
+    got = metrics.expected_calibration_error(
+        xp.asarray(z.astype(np.float32)), xp.asarray(y.astype(np.int32))
+    )
     assert float(to_numpy(got)) == pytest.approx(ref_ece(ref_softmax(z), y, 15), abs=1e-5)
 
 
@@ -113,10 +120,12 @@ def test_ece_edges_fall_into_the_lower_bin(xp):
 def test_ece_perfect_and_worst(xp):
     # every prediction right with confidence 1: ECE 0; every one wrong with confidence 1: ECE 1
     z = np.array([[100.0, 0.0, 0.0], [0.0, 100.0, 0.0]])
-    assert float(to_numpy(metrics.expected_calibration_error(
-        xp.asarray(z), xp.asarray(np.array([0, 1]))))) == pytest.approx(0.0, abs=1e-12)
-    assert float(to_numpy(metrics.expected_calibration_error(
-        xp.asarray(z), xp.asarray(np.array([2, 2]))))) == pytest.approx(1.0, abs=1e-12)
+    assert float(
+        to_numpy(metrics.expected_calibration_error(xp.asarray(z), xp.asarray(np.array([0, 1]))))
+    ) == pytest.approx(0.0, abs=1e-12)
+    assert float(
+        to_numpy(metrics.expected_calibration_error(xp.asarray(z), xp.asarray(np.array([2, 2]))))
+    ) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_reliability_curve_matches_reference(xp, rng):
@@ -281,8 +290,9 @@ def test_noisy_labels_under_jit():
     y = np.arange(8) % 4
     u = np.linspace(0, 0.99, 8)
     fn = jax.jit(lambda a, b: metrics.noisy_labels(a, 0.5, 4, draws=b))
-    np.testing.assert_array_equal(np.asarray(fn(jax.numpy.asarray(y), jax.numpy.asarray(u))),
-                                  ref_noisy(y, u, 0.5, 4))
+    np.testing.assert_array_equal(
+        np.asarray(fn(jax.numpy.asarray(y), jax.numpy.asarray(u))), ref_noisy(y, u, 0.5, 4)
+    )
 
 
 def test_ece_nan_free_for_one_example(xp):

@@ -111,9 +111,7 @@ def _dispatch(
         raise ValueError("logits must have at least one dimension (the class axis)")
     ndim = logits.ndim
     if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
-        raise ValueError(
-            f"axis {axis!r} is out of range for logits with {ndim} dimension(s)"
-        )
+        raise ValueError(f"axis {axis!r} is out of range for logits with {ndim} dimension(s)")
     axis = operator.index(axis) % ndim
     if integer and not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
@@ -203,7 +201,11 @@ def _per_example(
     keep_rows: jax.Array | None,
 ) -> jax.Array:
     value = smoothce.loss(
-        logits, labels, static_eps if eps is None else eps, axis=axis, where=mask,
+        logits,
+        labels,
+        static_eps if eps is None else eps,
+        axis=axis,
+        where=mask,
         reduction="none",
     )
     return _keep(value, keep_rows)
