@@ -99,7 +99,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
         on_label = 1 - eps if w_y is None else (1 - eps) * w_y  # label's mass beyond ε/K
         u_y = xp.take_along_axis(kept_u, label, axis=-1)[..., 0]
         if w is None:
-            total_w, sum_wu = k, xp.sum(kept_u, axis=-1)
+            total_w, sum_wu = k, ops.row_sum(kept_u)
         else:
             total_w, sum_wu = xp.sum(w, axis=-1), xp.sum(w * kept_u, axis=-1)
         mass = on_label + uniform * total_w  # T
@@ -112,7 +112,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
         sum_tu = xp.sum(t * kept_u, axis=-1)
 
     e = ops.exp(u, out)  # u is not needed past this point: exp may overwrite it
-    s = xp.sum(e, axis=-1)
+    s = ops.row_sum(e)
     per_example = mass * xp.log(s) - sum_tu
     if p.integer:
         per_example = xp.where(valid, per_example, xp.nan)  # bad label: NaN, never a wrong number

@@ -9,6 +9,7 @@ out-of-place expression (everything else, and what jit compilers fuse), and redu
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from . import _kernel, _validate
@@ -321,7 +322,8 @@ def _blocked(
 ) -> tuple[Any, Any]:
     """Run the kernel over cache-sized row blocks, writing the gradient block by block.
 
-    Memory: the gradient (or nothing extra, with ``overwrite``) plus one block of scratch.
+    Memory: the gradient (or nothing extra, with ``overwrite``) plus one block of scratch per
+    thread. Blocks write disjoint rows, so ``ops.threads`` threads can share them.
     """
     xp = p.xp
     batch, k = tuple(z.shape[:-1]), z.shape[-1]
@@ -342,24 +344,38 @@ def _blocked(
     step = max(1, ops.block_elements // k)
     device = _device(z2)
     converting = work != z2.dtype
-    if overwrite:
-        gradient = z2
-    elif want_grad:
+    gradient = z2 if overwrite else None
+    if want_grad and not overwrite:
         gradient = xp.empty((n, k), dtype=z2.dtype, device=device)
-    scratch = None
-    if converting or not want_grad:
-        scratch = xp.empty((min(step, n), k), dtype=work, device=device)
 
-    losses = []
-    for start in range(0, n, step):
+    def block(start: int) -> Any:
         stop = min(start + step, n)
-        block = z2[start:stop, ...]
+        rows = z2[start:stop, ...]
         if converting:
-            block = xp.astype(block, work)
-        out = scratch[: stop - start, ...] if scratch is not None else gradient[start:stop, ...]
-        per_example, g = _kernel.rows(p, ops, block, target2[start:stop, ...], out, want_grad)
-        losses.append(per_example)
+            rows = xp.astype(rows, work)
+        if converting or not want_grad:
+            out = xp.empty((stop - start, k), dtype=work, device=device)
+        else:
+            out = gradient[start:stop, ...]
+        per_example, g = _kernel.rows(p, ops, rows, target2[start:stop, ...], out, want_grad)
         if want_grad and converting:
             gradient[start:stop, ...] = xp.astype(g, z2.dtype)
+        return per_example
+
+    starts = range(0, n, step)
+    if ops.threads > 1 and len(starts) > 1:
+        losses = list(_pool(ops.threads).map(block, starts))
+    else:
+        losses = [block(start) for start in starts]
     per_example = xp.reshape(xp.concat(losses), batch)
     return per_example, (xp.reshape(gradient, (*batch, k)) if want_grad else None)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool, made on first use (thread start-up would cost more than a block)."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="smoothce")
+    return _POOLS[threads]

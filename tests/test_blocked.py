@@ -13,10 +13,18 @@ import numpy as np
 import pytest
 
 import smoothce
+from smoothce._compat import inplace
 from smoothce._compat.inplace import inplace_ops
 from tests.backends import BACKENDS, to_numpy
 
 IN_PLACE = ["numpy", "torch"]
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 2**13 elements, so that small test arrays still span many blocks and threads."""
+    for ops in (inplace._NumPyInPlace, inplace._TorchInPlace):
+        monkeypatch.setattr(ops, "block_elements", 1 << 13)
 
 
 def _case(rng, n, k, integer):
@@ -29,6 +37,7 @@ def _case(rng, n, k, integer):
     return logits, labels
 
 
+@pytest.mark.usefixtures("small_blocks")
 @pytest.mark.parametrize("name", IN_PLACE)
 @pytest.mark.parametrize("integer", [True, False])
 @pytest.mark.parametrize(
@@ -75,6 +84,7 @@ def test_blocked_equals_plain(rng, name, integer, options):
     np.testing.assert_allclose(to_numpy(blocked[1]), to_numpy(plain[1]), rtol=1e-12, atol=1e-17)
 
 
+@pytest.mark.usefixtures("small_blocks")
 @pytest.mark.parametrize("name", IN_PLACE)
 def test_blocked_float16_equals_plain(rng, name):
     backend = BACKENDS[name]
@@ -90,6 +100,7 @@ def test_blocked_float16_equals_plain(rng, name):
     np.testing.assert_allclose(to_numpy(blocked[1]), to_numpy(plain[1]), atol=1e-6)
 
 
+@pytest.mark.usefixtures("small_blocks")
 @pytest.mark.parametrize("name", IN_PLACE)
 @pytest.mark.parametrize("dtype", [np.float64, np.float16])
 def test_overwrite_logits_equals_plain_and_reuses_the_buffer(rng, name, dtype):
@@ -110,7 +121,7 @@ def test_overwrite_logits_equals_plain_and_reuses_the_buffer(rng, name, dtype):
 
 
 def test_overwrite_logits_allocates_no_gradient_buffer(rng):
-    n, k = 256, 4000
+    n, k = 512, 8000  # several blocks of the default size
     logits = rng.standard_normal((n, k), dtype=np.float32)
     labels = rng.integers(0, k, size=n)
     tracemalloc.start()

@@ -67,6 +67,9 @@ class SmoothCrossEntropy(torch.autograd.Function):
         # differentiated (create_graph=True, nested torch.func.grad), the saved gradient then
         # requires grad and backward can route the product through _FirstOrderOnly, which raises.
         ctx.save_for_backward(gradient)
+        # the second output (the gradient itself) gets no upstream gradient: without this,
+        # autograd would fill an N×C buffer of zeros for it on every backward
+        ctx.set_materialize_grads(False)
         ctx.reduction = reduction
         ctx.class_dim = class_dim(input)
         ctx.overwrite = inputs[-1]
@@ -81,6 +84,8 @@ class SmoothCrossEntropy(torch.autograd.Function):
                 "buffer; compute the loss again for a second backward"
             )
         (gradient,) = ctx.saved_tensors
+        if grad_loss is None:  # only the (unused) second output was reached
+            return None, None, None, None, None, None, None
         if ctx.reduction == "none" and grad_loss.dim() > 0:
             grad_loss = grad_loss.unsqueeze(ctx.class_dim)  # one value per example -> per row
         if torch.is_grad_enabled() and gradient.requires_grad:

@@ -9,6 +9,7 @@ its output buffer (or in the logits' own buffer). All of them compute the same v
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import array_api_compat
@@ -23,6 +24,7 @@ class Functional:
 
     # rows per block do not matter here: the whole array is one block
     block_elements = None
+    threads = 1
 
     def __init__(self, xp: Any) -> None:
         self.xp = xp
@@ -36,6 +38,9 @@ class Functional:
     def exp(self, a: Any, out: Any) -> Any:
         return self.xp.exp(a)
 
+    def row_sum(self, a: Any) -> Any:
+        return self.xp.sum(a, axis=-1)
+
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
         """g with ``values`` (one per row) added at each row's label (label: (..., 1))."""
         xp = self.xp
@@ -46,9 +51,20 @@ class Functional:
 
 
 class _NumPyInPlace(Functional):
-    """NumPy ufuncs with ``out=``; blocks sized to stay in a core's L2 cache."""
+    """NumPy ufuncs with ``out=``; blocks sized to stay in a core's L2 cache.
 
-    block_elements = 1 << 15
+    NumPy runs one thread per call, so the blocks are shared among a few threads (ufuncs and
+    BLAS release the GIL). Row sums use ``einsum``, about 2.5 times faster than NumPy's pairwise
+    ``sum`` on long rows, with the same float32 accuracy in practice (partial sums in SIMD lanes).
+    """
+
+    block_elements = 1 << 19
+    threads = min(os.cpu_count() or 1, 8)
+
+    def row_sum(self, a: Any) -> Any:
+        import numpy as np
+
+        return np.einsum("...k->...", a)
 
     def subtract(self, a: Any, b: Any, out: Any) -> Any:
         import numpy as np
@@ -75,7 +91,7 @@ class _NumPyInPlace(Functional):
 class _TorchInPlace(Functional):
     """torch ops with ``out=``; larger blocks amortise the per-op dispatch cost."""
 
-    block_elements = 1 << 18
+    block_elements = 1 << 20
 
     def subtract(self, a: Any, b: Any, out: Any) -> Any:
         import torch
@@ -103,6 +119,11 @@ def inplace_ops(xp: Any, x: Any) -> Functional | None:
     """In-place primitives for eager ``x`` whose buffers can be written, else ``None``."""
     if array_api_compat.is_numpy_array(x):
         return _NumPyInPlace(xp)
-    if array_api_compat.is_torch_array(x) and not x.requires_grad:
-        return _TorchInPlace(xp)
+    if array_api_compat.is_torch_array(x):
+        import torch
+
+        # out= cannot be recorded by autograd; inside a custom Function's forward (grad mode
+        # off) a tensor that requires grad is only read, which is fine
+        if not (x.requires_grad and torch.is_grad_enabled()):
+            return _TorchInPlace(xp)
     return None
