@@ -21,7 +21,7 @@ kernel over cache-sized row blocks with no N×K temporaries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -47,14 +47,23 @@ def spread_eps(eps: Any, k: Any, others: bool) -> Any:
     return eps * k / (k - 1)
 
 
-def label_terms(p: Problem, target: Any, num_classes: int, dtype: Any) -> tuple[Any, ...]:
-    """For integer labels: (safe label (..., 1), valid, keep, w_y).
+class Labels(NamedTuple):
+    """Integer labels, prepared once per call (O(N)) and sliced per row block.
 
-    ``valid`` is False where a kept label is out of range or masked (its loss becomes NaN);
-    ``keep`` is None, or 0/1 in ``dtype`` with 0 for ``ignore_index``; ``w_y`` is the label's
-    weight times keep, the example's share of PyTorch's "mean" denominator (None when that
-    share is always 1).
+    ``label`` (..., 1) is safe to gather with (bad entries replaced by 0); ``valid`` is False
+    where a kept label is out of range or masked (its loss becomes NaN); ``keep`` is None, or
+    0/1 with 0 for ``ignore_index``; ``w_y`` is the label's weight times keep, the example's
+    share of PyTorch's "mean" denominator (None when that share is always 1).
     """
+
+    label: Any
+    valid: Any
+    keep: Any
+    w_y: Any
+
+
+def label_terms(p: Problem, target: Any, num_classes: int, dtype: Any) -> Labels:
+    """:class:`Labels` for integer class indices ``target``; ``dtype`` for keep and w_y."""
     xp = p.xp
     label = xp.expand_dims(target, axis=-1)
     valid = (label >= 0) & (label < num_classes)
@@ -69,13 +78,14 @@ def label_terms(p: Problem, target: Any, num_classes: int, dtype: Any) -> tuple[
         valid = valid | ignored
         keep = xp.astype(~ignored, dtype)
         w_y = keep if w_y is None else w_y * keep
-    return label, valid, keep, w_y
+    return Labels(label, valid, keep, w_y)
 
 
 def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -> tuple[Any, Any]:
     """Per-example losses and, if ``want_grad``, the gradient scaled by ``p.scale``.
 
-    ``z`` (..., K) and ``target`` are one block of rows; ``ops`` may write into ``out``
+    ``z`` (..., K) and ``target`` (:class:`Labels`, or probabilities (..., K)) are one block of
+    rows; ``ops`` may write into ``out``
     (same shape and dtype as ``z``, possibly ``z`` itself), which then holds the gradient.
     """
     xp, mask, w = p.xp, p.mask, p.weight
@@ -93,7 +103,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
     uniform = eps / k  # ε/K: a scalar, or one value per row under a mask
 
     if p.integer:
-        label, valid, keep, w_y = label_terms(p, target, z.shape[-1], u.dtype)
+        label, valid, keep, w_y = target  # Labels
         if keep is not None:
             uniform = uniform * keep
         on_label = 1 - eps if w_y is None else (1 - eps) * w_y  # label's mass beyond ε/K

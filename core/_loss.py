@@ -243,9 +243,10 @@ def _run(
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
         if mask is None:
             _kernel.spread_eps(eps, k, spread == "others")  # rejects K < 2 up front
-        _validate.check_label_values(xp, labels, k, ignore_index, mask)
+        if not _validate.check_label_values(xp, labels, k, ignore_index, mask):
+            ignore_index = None  # no label is ignored: skip that bookkeeping
         info = xp.__array_namespace_info__()
-        target = xp.astype(labels, info.default_dtypes(device=_device(labels))["indexing"])
+        indices = xp.astype(labels, info.default_dtypes(device=_device(labels))["indexing"])
     else:
         if ignore_index is not None:
             raise ValueError(
@@ -254,9 +255,11 @@ def _run(
         target = xp.astype(_move_axis(xp, labels, ax, -1), work)
 
     problem = _kernel.Problem(xp, integer, eps, spread == "others", w, mask, ignore_index, 1.0)
+    if integer:
+        target = _kernel.label_terms(problem, indices, k, work)
     denominator = None
     if reduction == "mean":
-        denominator = _mean_denominator(problem, target, k, work)
+        denominator = _mean_denominator(problem, target, work)
         # an empty batch gives the Python int 0: scale NaN as in PyTorch, no ZeroDivisionError
         empty = isinstance(denominator, int) and denominator == 0
         scale = math.nan if empty else 1.0 / denominator
@@ -285,16 +288,15 @@ def _run(
     return value, gradient
 
 
-def _mean_denominator(p: _kernel.Problem, target: Any, k: int, work: Any) -> Any:
+def _mean_denominator(p: _kernel.Problem, target: Any, work: Any) -> Any:
     """PyTorch's "mean" divisor: Σ w_y over kept examples, or the number of examples."""
     xp = p.xp
-    if p.integer:
-        w_y = _kernel.label_terms(p, target, k, work)[3]
-        if w_y is not None:
-            return xp.sum(w_y)
-    shape = tuple(target.shape if p.integer else target.shape[:-1])
+    if p.integer and target.w_y is not None:
+        return xp.sum(target.w_y)
+    per_row = target.valid if p.integer else target[..., 0]
+    shape = tuple(per_row.shape)
     if None in shape:  # unknown batch size while tracing: count at run time
-        return xp.sum(xp.ones_like(target if p.integer else target[..., 0], dtype=work))
+        return xp.sum(xp.ones_like(per_row, dtype=work))
     return math.prod(shape)
 
 
@@ -314,6 +316,8 @@ def _blocked_ops(xp: Any, z: Any, mask: Any, overwrite: bool) -> Any:
             "overwrite=True needs an eager, writable NumPy array or a torch tensor that does not "
             f"require grad, with the class axis last; got {type(z).__module__}.{type(z).__name__}"
         )
+    if usable and not overwrite and math.prod(z.shape) <= ops.block_elements:
+        return None  # one block: the plain path does the same work with less bookkeeping
     return ops if usable else None
 
 
@@ -339,7 +343,12 @@ def _blocked(
             p.ignore_index,
             p.scale,
         )
-    target2 = xp.reshape(target, (-1,) if p.integer else (-1, k))
+    if p.integer:
+        target2 = _kernel.Labels(
+            *(None if t is None else xp.reshape(t, (-1, *t.shape[len(batch) :])) for t in target)
+        )
+    else:
+        target2 = xp.reshape(target, (-1, k))
     n = z2.shape[0]
     step = max(1, ops.block_elements // k)
     device = _device(z2)
@@ -357,7 +366,13 @@ def _blocked(
             out = xp.empty((stop - start, k), dtype=work, device=device)
         else:
             out = gradient[start:stop, ...]
-        per_example, g = _kernel.rows(p, ops, rows, target2[start:stop, ...], out, want_grad)
+        if p.integer:
+            block_target = _kernel.Labels(
+                *(None if t is None else t[start:stop, ...] for t in target2)
+            )
+        else:
+            block_target = target2[start:stop, ...]
+        per_example, g = _kernel.rows(p, ops, rows, block_target, out, want_grad)
         if want_grad and converting:
             gradient[start:stop, ...] = xp.astype(g, z2.dtype)
         return per_example

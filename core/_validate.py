@@ -84,14 +84,22 @@ def check_weight(weight: Any, num_classes: int) -> None:
 
 def check_label_values(
     xp: Any, labels: Any, num_classes: int, ignore_index: int | None, mask: Any
-) -> None:
-    """Eager range check of integer labels (skipped for traced labels: the math gives NaN)."""
+) -> bool:
+    """Eager range check of integer labels (skipped for traced labels: the math gives NaN).
+
+    Returns whether any label may equal ``ignore_index``: False lets the kernel drop the
+    per-example keep/ignore bookkeeping; True whenever the values cannot be read.
+    """
+    maybe_ignored = ignore_index is not None
     if is_traced(labels) or math.prod(labels.shape) == 0:
-        return
-    kept = labels if ignore_index is None else xp.where(labels == ignore_index, 0, labels)
+        return maybe_ignored
+    kept, any_ignored = labels, False
+    if maybe_ignored:
+        ignored = labels == ignore_index
+        kept, any_ignored = xp.where(ignored, 0, labels), xp.any(ignored)
     low, high = xp.min(kept), xp.max(kept)
     if is_traced(low):  # concrete labels, but a trace in progress stages the reduction
-        return
+        return maybe_ignored
     low, high = int(low), int(high)
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
@@ -102,11 +110,11 @@ def check_label_values(
     if mask is not None:
         safe = xp.astype(xp.expand_dims(kept, axis=-1), labels.dtype)
         hit = xp.take_along_axis(mask, safe, axis=-1)[..., 0]
-        if ignore_index is not None:
-            hit = hit | (labels == ignore_index)
-        all_hit = xp.all(hit)
-        if not is_traced(all_hit) and not bool(all_hit):
+        if maybe_ignored:
+            hit = hit | ignored
+        if not bool(xp.all(hit)):
             raise ValueError("a label points at a class that `where` masks out")
+    return bool(any_ignored)
 
 
 def overwritable(x: Any) -> bool:
