@@ -50,10 +50,11 @@ def spread_eps(eps: Any, k: Any, others: bool) -> Any:
 class Labels(NamedTuple):
     """Integer labels, prepared once per call (O(N)) and sliced per row block.
 
-    ``label`` (..., 1) is safe to gather with (bad entries replaced by 0); ``valid`` is False
-    where a kept label is out of range or masked (its loss becomes NaN); ``keep`` is None, or
-    0/1 with 0 for ``ignore_index``; ``w_y`` is the label's weight times keep, the example's
-    share of PyTorch's "mean" denominator (None when that share is always 1).
+    ``label`` (..., 1) is safe to gather with (bad and ignored entries replaced by 0);
+    ``valid`` is False where a kept label is out of range or masked (its loss becomes NaN), or
+    None when the labels were read and checked already; ``keep`` is None, or 0/1 with 0 for
+    ``ignore_index``; ``w_y`` is the label's weight times keep, the example's share of
+    PyTorch's "mean" denominator (None when that share is always 1).
     """
 
     label: Any
@@ -62,20 +63,29 @@ class Labels(NamedTuple):
     w_y: Any
 
 
-def label_terms(p: Problem, target: Any, num_classes: int, dtype: Any) -> Labels:
-    """:class:`Labels` for integer class indices ``target``; ``dtype`` for keep and w_y."""
+def label_terms(
+    p: Problem, target: Any, num_classes: int, dtype: Any, checked: bool = False
+) -> Labels:
+    """:class:`Labels` for integer class indices ``target``; ``dtype`` for keep and w_y.
+
+    ``checked``: every label not equal to ``ignore_index`` is known to be in range and not
+    masked (eager validation read them), so no per-example validity is tracked.
+    """
     xp = p.xp
     label = xp.expand_dims(target, axis=-1)
-    valid = (label >= 0) & (label < num_classes)
-    label = xp.where(valid, label, 0)
-    if p.mask is not None:
-        valid = valid & xp.take_along_axis(p.mask, label, axis=-1)
-    valid = valid[..., 0]
+    ignored = None if p.ignore_index is None else target == p.ignore_index
+    valid = None
+    if not checked:
+        valid = (label >= 0) & (label < num_classes)
+        label = xp.where(valid, label, 0)
+        if p.mask is not None:
+            valid = valid & xp.take_along_axis(p.mask, label, axis=-1)
+        valid = valid[..., 0] if ignored is None else valid[..., 0] | ignored
+    elif ignored is not None and not 0 <= p.ignore_index < num_classes:
+        label = xp.where(xp.expand_dims(ignored, axis=-1), 0, label)  # keep gathers in range
     w_y = None if p.weight is None else xp.take_along_axis(p.weight, label, axis=-1)[..., 0]
     keep = None
-    if p.ignore_index is not None:
-        ignored = target == p.ignore_index
-        valid = valid | ignored
+    if ignored is not None:
         keep = xp.astype(~ignored, dtype)
         w_y = keep if w_y is None else w_y * keep
     return Labels(label, valid, keep, w_y)
@@ -125,7 +135,8 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
     s = ops.row_sum(e)
     per_example = mass * xp.log(s) - sum_tu
     if p.integer:
-        per_example = xp.where(valid, per_example, xp.nan)  # bad label: NaN, never a wrong number
+        if valid is not None:  # a bad label gives NaN, never a wrong number
+            per_example = xp.where(valid, per_example, xp.nan)
         if keep is not None:
             per_example = xp.where(keep > 0, per_example, 0.0)
     if not want_grad:
@@ -137,7 +148,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
         # "mean" made the scale 1/0 (0·inf would be NaN)
         scale = xp.where(keep > 0, xp.ones_like(keep) * scale, 0.0)
     coef = mass / s * scale
-    if p.integer:
+    if p.integer and valid is not None:
         coef = xp.where(valid, coef, xp.nan)
     g = ops.multiply(e, _col(xp, coef), out)  # T·p
     if p.integer:

@@ -243,7 +243,8 @@ def _run(
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
         if mask is None:
             _kernel.spread_eps(eps, k, spread == "others")  # rejects K < 2 up front
-        if not _validate.check_label_values(xp, labels, k, ignore_index, mask):
+        checked, maybe_ignored = _validate.check_label_values(xp, labels, k, ignore_index, mask)
+        if not maybe_ignored:
             ignore_index = None  # no label is ignored: skip that bookkeeping
         info = xp.__array_namespace_info__()
         indices = xp.astype(labels, info.default_dtypes(device=_device(labels))["indexing"])
@@ -256,7 +257,7 @@ def _run(
 
     problem = _kernel.Problem(xp, integer, eps, spread == "others", w, mask, ignore_index, 1.0)
     if integer:
-        target = _kernel.label_terms(problem, indices, k, work)
+        target = _kernel.label_terms(problem, indices, k, work, checked)
     denominator = None
     if reduction == "mean":
         denominator = _mean_denominator(problem, target, work)
@@ -293,7 +294,7 @@ def _mean_denominator(p: _kernel.Problem, target: Any, work: Any) -> Any:
     xp = p.xp
     if p.integer and target.w_y is not None:
         return xp.sum(target.w_y)
-    per_row = target.valid if p.integer else target[..., 0]
+    per_row = target.label[..., 0] if p.integer else target[..., 0]
     shape = tuple(per_row.shape)
     if None in shape:  # unknown batch size while tracing: count at run time
         return xp.sum(xp.ones_like(per_row, dtype=work))

@@ -84,23 +84,29 @@ def check_weight(weight: Any, num_classes: int) -> None:
 
 def check_label_values(
     xp: Any, labels: Any, num_classes: int, ignore_index: int | None, mask: Any
-) -> bool:
-    """Eager range check of integer labels (skipped for traced labels: the math gives NaN).
+) -> tuple[bool, bool]:
+    """Eager check of integer labels: range, and not on a class that ``where`` masks out.
 
-    Returns whether any label may equal ``ignore_index``: False lets the kernel drop the
-    per-example keep/ignore bookkeeping; True whenever the values cannot be read.
+    Returns ``(checked, maybe_ignored)``: whether the values were read and passed (False for
+    traced labels, whose bad entries the math turns into NaN instead), and whether any label
+    may equal ``ignore_index`` (False lets the kernel drop that bookkeeping).
     """
     maybe_ignored = ignore_index is not None
     if is_traced(labels) or math.prod(labels.shape) == 0:
-        return maybe_ignored
-    kept, any_ignored = labels, False
-    if maybe_ignored:
-        ignored = labels == ignore_index
-        kept, any_ignored = xp.where(ignored, 0, labels), xp.any(ignored)
-    low, high = xp.min(kept), xp.max(kept)
+        return False, maybe_ignored
+    low, high = xp.min(labels), xp.max(labels)
     if is_traced(low):  # concrete labels, but a trace in progress stages the reduction
-        return maybe_ignored
+        return False, maybe_ignored
     low, high = int(low), int(high)
+    if maybe_ignored and (low <= ignore_index <= high):
+        ignored = labels == ignore_index
+        if not bool(xp.any(ignored)):
+            maybe_ignored = False
+        elif low < 0 or high >= num_classes:  # range of the labels that are not ignored
+            kept = xp.where(ignored, 0, labels)
+            low, high = int(xp.min(kept)), int(xp.max(kept))
+    else:
+        maybe_ignored = False
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         extra = "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
@@ -108,13 +114,13 @@ def check_label_values(
             f"label {bad} is out of range: labels must lie in [0, {num_classes}){extra}"
         )
     if mask is not None:
-        safe = xp.astype(xp.expand_dims(kept, axis=-1), labels.dtype)
-        hit = xp.take_along_axis(mask, safe, axis=-1)[..., 0]
+        safe = labels if not maybe_ignored else xp.where(labels == ignore_index, 0, labels)
+        hit = xp.take_along_axis(mask, xp.expand_dims(safe, axis=-1), axis=-1)[..., 0]
         if maybe_ignored:
-            hit = hit | ignored
+            hit = hit | (labels == ignore_index)
         if not bool(xp.all(hit)):
             raise ValueError("a label points at a class that `where` masks out")
-    return bool(any_ignored)
+    return True, maybe_ignored
 
 
 def overwritable(x: Any) -> bool:
