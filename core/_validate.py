@@ -18,18 +18,27 @@ def check_options(reduction: str, spread: str) -> None:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
 
 
-def check_eps(eps: Any) -> None:
-    """ε must be a finite number in [0, 1]; a traced ε cannot be checked and is trusted."""
+def check_eps(eps: Any, name: str = "eps") -> None:
+    """ε must be a finite number in [0, 1]; a traced ε cannot be checked and is trusted.
+
+    ``name`` is the argument's name in the caller's API (the adapters say "label_smoothing").
+    """
     if is_traced(eps):
         return
     if isinstance(eps, (str, bytes, bool)):
-        raise ValueError(f"eps must be a number in [0, 1], got {eps!r}")
+        raise ValueError(f"{name} must be a number in [0, 1], got {eps!r}")
     try:
         value = float(eps)
-    except TypeError as err:
-        raise ValueError(f"eps must be a number in [0, 1], got {eps!r}") from err
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a number in [0, 1], got {eps!r}") from err
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"eps must be a finite number in [0, 1], got {value!r}")
+        raise ValueError(f"{name} must be a finite number in [0, 1], got {value!r}")
+
+
+def smoothing(value: Any, name: str = "label_smoothing") -> float:
+    """A concrete ε as a Python float, checked as :func:`check_eps` does."""
+    check_eps(value, name)
+    return float(value)
 
 
 def class_axis(ndim: int, axis: int) -> int:

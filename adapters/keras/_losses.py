@@ -10,30 +10,20 @@ torch the backend's autodiff differentiates the core's array-API operations.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
 from keras import ops
 
 import smoothce
+from smoothce._validate import smoothing
 
 __all__ = ["CategoricalCrossentropy", "SparseCategoricalCrossentropy"]
 
 
 def check_smoothing(label_smoothing: Any) -> float:
     """ε as a Python float in [0, 1]; anything else raises ValueError naming the value."""
-    try:
-        value = float(label_smoothing)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}"
-        ) from err
-    if isinstance(label_smoothing, bool) or not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(
-            f"label_smoothing must be a finite number in [0, 1], got {label_smoothing!r}"
-        )
-    return value
+    return smoothing(label_smoothing)
 
 
 def check_axis(axis: Any) -> int:

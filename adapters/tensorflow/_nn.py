@@ -9,12 +9,12 @@ module only registers that gradient with TensorFlow through ``tf.custom_gradient
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import tensorflow as tf
 
 import smoothce
+from smoothce._validate import check_eps, smoothing
 
 __all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits"]
 
@@ -121,20 +121,10 @@ def _prepare(logits: Any, label_smoothing: Any) -> tuple[tf.Tensor, Any]:
             raise ValueError(f"label_smoothing must be a scalar, got shape {eps.shape}")
         if not eps.dtype.is_floating:
             eps = tf.cast(eps, tf.float32)
-        if hasattr(eps, "numpy"):  # eager: check the value; a traced ε is trusted
-            _check_smoothing(float(eps.numpy()))
+        check_eps(eps, "label_smoothing")  # eager: checks the value; a traced ε is trusted
     else:
-        try:
-            eps = float(eps)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"label_smoothing must be a number in [0, 1], got {eps!r}") from err
-        _check_smoothing(eps)
+        eps = smoothing(eps)
     return logits, eps
-
-
-def _check_smoothing(value: float) -> None:
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"label_smoothing must be a finite number in [0, 1], got {value!r}")
 
 
 def _class_axis(logits: tf.Tensor, axis: int) -> int:

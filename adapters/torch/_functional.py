@@ -6,9 +6,9 @@ checks, autocast and dtype promotion. The values come from :class:`SmoothCrossEn
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from smoothce._validate import smoothing
 
 from ._function import SmoothCrossEntropy
 
@@ -24,15 +24,7 @@ def check_label_smoothing(label_smoothing: float | torch.Tensor) -> float:
                 "pass a float or a tensor that does not require grad"
             )
         label_smoothing = label_smoothing.item()
-    try:
-        eps = float(label_smoothing)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}"
-        ) from err
-    if not (math.isfinite(eps) and 0.0 <= eps <= 1.0):
-        raise ValueError(f"label_smoothing must be a finite number in [0, 1], got {eps!r}")
-    return eps
+    return smoothing(label_smoothing)
 
 
 def _autocast_enabled(device_type: str) -> bool:
