@@ -411,11 +411,11 @@ def test_bad_input_is_named():
     with pytest.raises(TypeError, match="floating dtype, got int"):
         fn(labels[:, None] * jnp.ones((1, 5), jnp.int32), labels)
     for eps in (1.5, -0.1, float("nan")):
-        with pytest.raises(ValueError, match="eps must be a finite number in"):
+        with pytest.raises(ValueError, match="label_smoothing must be a finite number in"):
             fn(logits, labels, eps)
-        with pytest.raises(ValueError, match="eps must be a finite number in"):
+        with pytest.raises(ValueError, match="label_smoothing must be a finite number in"):
             jax.jit(lambda z, y, e=eps: fn(z, y, e))(logits, labels)  # static ε: checked
-    with pytest.raises(ValueError, match="eps must be a finite number in"):
+    with pytest.raises(ValueError, match="label_smoothing must be a finite number in"):
         fn(logits, labels, jnp.asarray(1.5))
     with pytest.raises(ValueError, match=r"label_smoothing must be a scalar, got .* \(2,\)"):
         fn(logits, labels, jnp.asarray([0.1, 0.2]))
