@@ -95,8 +95,8 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
     """Per-example losses and, if ``want_grad``, the gradient scaled by ``p.scale``.
 
     ``z`` (..., K) and ``target`` (:class:`Labels`, or probabilities (..., K)) are one block of
-    rows; ``ops`` may write into ``out``
-    (same shape and dtype as ``z``, possibly ``z`` itself), which then holds the gradient.
+    rows; ``ops`` may write into ``out`` (same shape and dtype as ``z``, possibly ``z``
+    itself), which then holds the gradient.
     """
     xp, mask, w = p.xp, p.mask, p.weight
     k = z.shape[-1]
