@@ -195,10 +195,14 @@ def _time_worker(framework: str, n: int, k: int, dtype: str, repeats: int) -> di
         step()
         step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):  # contenders alternated, so drift hits all of them alike
-        for name, step in steps.items():
+    names = list(steps)
+    for repeat in range(repeats):
+        # Contenders alternate, so drift hits all of them alike, and the starting one rotates:
+        # what the previous contender freed (page faults or a warm heap) is then shared too.
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            step()
+            steps[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
 
