@@ -9,6 +9,7 @@ out-of-place expression (everything else, and what jit compilers fuse), and redu
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -358,13 +359,17 @@ def _blocked(
     if want_grad and not overwrite:
         gradient = xp.empty((n, k), dtype=z2.dtype, device=device)
 
+    scratch = threading.local()
+
     def block(start: int) -> Any:
         stop = min(start + step, n)
         rows = z2[start:stop, ...]
         if converting:
             rows = xp.astype(rows, work)
         if converting or not want_grad:
-            out = xp.empty((stop - start, k), dtype=work, device=device)
+            if getattr(scratch, "buffer", None) is None:  # one block-sized buffer per thread
+                scratch.buffer = xp.empty((step, k), dtype=work, device=device)
+            out = scratch.buffer[: stop - start, ...]
         else:
             out = gradient[start:stop, ...]
         if p.integer:
