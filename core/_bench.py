@@ -400,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
                 "# Benchmarks\n\n"
                 f"Machine: {_machine()}.\n\n"
                 "Forward + backward, ε = 0.1, integer labels, mean reduction; median of "
-                f"{args.repeats} after warm-up, contenders alternated in one process. Extra "
+                f"{args.repeats} after warm-up, contenders alternated in one process (the "
+                "first one rotating). Extra "
                 "memory: peak resident memory of one step above the inputs, in N×C buffers "
                 "of the input dtype, one fresh process per case.\n\n" + text + "\n"
             )
