@@ -96,18 +96,18 @@ def grad(
     allocated. It needs an eager, writable, C-contiguous NumPy array or a torch tensor that
     does not require grad, with the class axis last; anything else raises ``ValueError``.
     """
-    _, gradient = _run(
+    # the per-example losses come with the gradient at no extra N×C cost
+    _, gradient = loss_and_grad(
         logits,
         labels,
         eps,
-        axis,
-        weight,
-        ignore_index,
-        where,
-        reduction,
-        spread,
-        True,
-        overwrite_logits,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        spread=spread,
+        overwrite_logits=overwrite_logits,
     )
     return gradient
 
