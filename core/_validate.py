@@ -42,7 +42,7 @@ def smoothing(value: Any, name: str = "label_smoothing") -> float:
 
 
 def class_axis(ndim: int, axis: int) -> int:
-    if not isinstance(axis, int) or not -ndim <= axis < ndim:
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis!r} is out of range for logits with {ndim} dimension(s)")
     return axis % ndim
 

@@ -83,7 +83,7 @@ def test_spread_others_needs_two_classes(xp):
         smoothce.loss(xp.asarray(np.zeros((2, 1))), xp.asarray(np.array([0, 0])), spread="others")
 
 
-@pytest.mark.parametrize("axis", [2, -3])
+@pytest.mark.parametrize("axis", [2, -3, True])
 def test_axis_out_of_range(problem, axis):
     logits, labels = problem
     with pytest.raises(ValueError, match=f"axis {axis}"):

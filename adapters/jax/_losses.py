@@ -17,14 +17,13 @@ only converts arguments, applies optax's ``where`` conventions and registers a `
 from __future__ import annotations
 
 import functools
-import operator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 import smoothce
-from smoothce._validate import check_eps, smoothing
+from smoothce._validate import check_eps, check_logits, class_axis, smoothing
 
 _SymbolicZero = jax.custom_derivatives.SymbolicZero
 
@@ -106,14 +105,8 @@ def _dispatch(
     """Convert and check the arguments, then call the differentiable core wrapper."""
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
-    if not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise TypeError(f"logits must have a floating dtype, got {logits.dtype}")
-    if logits.ndim == 0:
-        raise ValueError("logits must have at least one dimension (the class axis)")
-    ndim = logits.ndim
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis!r} is out of range for logits with {ndim} dimension(s)")
-    axis = operator.index(axis) % ndim
+    check_logits(jnp, logits)
+    axis = class_axis(logits.ndim, axis)
     if integer and not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
             f"softmax_cross_entropy_with_integer_labels needs integer labels, got dtype "

@@ -14,7 +14,8 @@ from typing import Any
 import tensorflow as tf
 
 import smoothce
-from smoothce._validate import check_eps, smoothing
+from smoothce._compat import tensorflow_namespace
+from smoothce._validate import check_eps, check_logits, class_axis, smoothing
 
 __all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits"]
 
@@ -112,8 +113,7 @@ def sparse_softmax_cross_entropy_with_logits(
 def _prepare(logits: Any, label_smoothing: Any) -> tuple[tf.Tensor, Any]:
     """The logits as a floating tensor and ε checked (a tf.Variable ε is read here, once)."""
     logits = tf.convert_to_tensor(logits)
-    if not logits.dtype.is_floating:
-        raise TypeError(f"logits must have a floating dtype, got {logits.dtype.name}")
+    check_logits(tensorflow_namespace, logits)
     eps = label_smoothing
     if isinstance(eps, (tf.Tensor, tf.Variable)):
         eps = tf.convert_to_tensor(eps)
@@ -130,11 +130,9 @@ def _prepare(logits: Any, label_smoothing: Any) -> tuple[tf.Tensor, Any]:
 def _class_axis(logits: tf.Tensor, axis: int) -> int:
     """The non-negative class axis; its size must be static because K enters ε/K."""
     rank = logits.shape.rank
-    if rank is None or rank == 0:
-        raise ValueError(f"logits must have a known rank >= 1, got shape {logits.shape}")
-    if isinstance(axis, bool) or not isinstance(axis, int) or not -rank <= axis < rank:
-        raise ValueError(f"axis {axis!r} is out of range for logits of rank {rank}")
-    ax = axis % rank
+    if rank is None:
+        raise ValueError(f"logits must have a known rank, got shape {logits.shape}")
+    ax = class_axis(rank, axis)
     if logits.shape[ax] is None:
         raise ValueError(
             f"the class dimension (axis {axis}) of logits must be statically known, "
