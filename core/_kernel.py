@@ -102,10 +102,11 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
     k = z.shape[-1]
     if mask is not None:
         z = xp.where(mask, z, -xp.inf)  # masked classes leave the softmax...
-    u = ops.subtract(z, xp.max(z, axis=-1, keepdims=True), out)
-    kept_u = u
+    m = xp.max(z, axis=-1, keepdims=True)
+    u = ops.subtract(z, m, out)
+    kept_u = ops.for_sums(z, m, u)
     if mask is not None:
-        kept_u = xp.where(mask, u, 0.0)  # ...and every sum
+        kept_u = xp.where(mask, kept_u, 0.0)  # ...and every sum
         fmask = xp.astype(mask, u.dtype)
         w = fmask if w is None else w * fmask
         k = xp.sum(fmask, axis=-1)
@@ -117,7 +118,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
         if keep is not None:
             uniform = uniform * keep
         on_label = 1 - eps if w_y is None else (1 - eps) * w_y  # label's mass beyond ε/K
-        u_y = xp.take_along_axis(kept_u, label, axis=-1)[..., 0]
+        u_y = xp.take_along_axis(u, label, axis=-1)[..., 0]  # −inf only for a bad label
         if w is None:
             total_w, sum_wu = k, ops.row_sum(kept_u)
         else:
