@@ -20,13 +20,11 @@ kernel over cache-sized row blocks with no N×K temporaries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Problem:
-    """What stays the same for every row block of one call."""
+class Problem(NamedTuple):
+    """What stays the same for every row block of one call (a tuple: cheap to make)."""
 
     xp: Any
     integer: bool  # integer class indices (else probabilities)
@@ -118,7 +116,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
         if keep is not None:
             uniform = uniform * keep
         on_label = 1 - eps if w_y is None else (1 - eps) * w_y  # label's mass beyond ε/K
-        u_y = xp.take_along_axis(u, label, axis=-1)[..., 0]  # −inf only for a bad label
+        u_y = ops.at_label(u, label)  # −inf only for a bad label
         if w is None:
             total_w, sum_wu = k, ops.row_sum(kept_u)
         else:
@@ -148,7 +146,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
         # ignored rows get exactly 0, as in PyTorch, also when every row is ignored and
         # "mean" made the scale 1/0 (0·inf would be NaN)
         scale = xp.where(keep > 0, xp.ones_like(keep) * scale, 0.0)
-    coef = mass / s * scale
+    coef = mass * scale / s  # mass and scale are often Python floats: one array op
     if p.integer and valid is not None:
         coef = xp.where(valid, coef, xp.nan)
     g = ops.multiply(e, _col(xp, coef), out)  # T·p

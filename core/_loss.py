@@ -236,9 +236,9 @@ def _run(
     if weight is not None:
         _validate.check_weight(weight, k)
         # shaped (1, ..., 1, K): broadcasts against the rows, gathers along the class axis
-        w = xp.reshape(xp.astype(weight, work), (1,) * (logits.ndim - 1) + (k,))
+        w = xp.reshape(xp.astype(weight, work, copy=False), (1,) * (logits.ndim - 1) + (k,))
     if not isinstance(eps, (int, float)):
-        eps = xp.astype(eps, work)
+        eps = xp.astype(eps, work, copy=False)
     if integer:
         if ignore_index is not None and not isinstance(ignore_index, int):
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
@@ -248,13 +248,14 @@ def _run(
         if not maybe_ignored:
             ignore_index = None  # no label is ignored: skip that bookkeeping
         info = xp.__array_namespace_info__()
-        indices = xp.astype(labels, info.default_dtypes(device=_device(labels))["indexing"])
+        index_dtype = info.default_dtypes(device=_device(labels))["indexing"]
+        indices = xp.astype(labels, index_dtype, copy=False)
     else:
         if ignore_index is not None:
             raise ValueError(
                 f"ignore_index={ignore_index} applies to integer labels only, not to probabilities"
             )
-        target = xp.astype(_move_axis(xp, labels, ax, -1), work)
+        target = xp.astype(_move_axis(xp, labels, ax, -1), work, copy=False)
 
     problem = _kernel.Problem(xp, integer, eps, spread == "others", w, mask, ignore_index, 1.0)
     if integer:
@@ -265,18 +266,24 @@ def _run(
         # an empty batch gives the Python int 0: scale NaN as in PyTorch, no ZeroDivisionError
         empty = isinstance(denominator, int) and denominator == 0
         scale = math.nan if empty else 1.0 / denominator
-        problem = _replace_scale(problem, scale)
+        problem = problem._replace(scale=scale)
 
     z = _move_axis(xp, logits, ax, -1)
     ops = _blocked_ops(xp, z, mask, overwrite)
-    if ops is None:
+    if ops is not None and (overwrite or math.prod(z.shape) > ops.block_elements):
+        per_example, gradient = _blocked(problem, ops, z, target, work, want_grad, overwrite)
+    else:  # one kernel call; eager in-place ops then work in one fresh buffer
+        eager, out = ops is not None, None
         if work != dtype:
             z = xp.astype(z, work)
-        per_example, gradient = _kernel.rows(problem, Functional(xp), z, target, None, want_grad)
+            out = z if eager else None  # the copy is ours to overwrite
+        elif eager:
+            out = xp.empty(z.shape, dtype=work, device=_device(z))
+        if not eager:
+            ops = Functional(xp)
+        per_example, gradient = _kernel.rows(problem, ops, z, target, out, want_grad)
         if gradient is not None:
-            gradient = xp.astype(gradient, dtype)
-    else:
-        per_example, gradient = _blocked(problem, ops, z, target, work, want_grad, overwrite)
+            gradient = xp.astype(gradient, dtype, copy=False)
 
     if reduction == "none":
         value = per_example
@@ -284,7 +291,7 @@ def _run(
         value = xp.sum(per_example)
         if denominator is not None:
             value = value / denominator
-    value = xp.astype(value, dtype)
+    value = xp.astype(value, dtype, copy=False)
     if gradient is not None:
         gradient = _move_axis(xp, gradient, -1, ax)
     return value, gradient
@@ -302,12 +309,6 @@ def _mean_denominator(p: _kernel.Problem, target: Any, work: Any) -> Any:
     return math.prod(shape)
 
 
-def _replace_scale(p: _kernel.Problem, scale: Any) -> _kernel.Problem:
-    return _kernel.Problem(
-        p.xp, p.integer, p.eps, p.others, p.weight, p.mask, p.ignore_index, scale
-    )
-
-
 def _blocked_ops(xp: Any, z: Any, mask: Any, overwrite: bool) -> Any:
     """In-place primitives when the kernel can run over row blocks of a 2-D view, else None."""
     ops = None if is_traced(z) else inplace_ops(xp, z)
@@ -318,8 +319,6 @@ def _blocked_ops(xp: Any, z: Any, mask: Any, overwrite: bool) -> Any:
             "overwrite=True needs an eager, writable NumPy array or a torch tensor that does not "
             f"require grad, with the class axis last; got {type(z).__module__}.{type(z).__name__}"
         )
-    if usable and not overwrite and math.prod(z.shape) <= ops.block_elements:
-        return None  # one block: the plain path does the same work with less bookkeeping
     return ops if usable else None
 
 
@@ -335,15 +334,9 @@ def _blocked(
     batch, k = tuple(z.shape[:-1]), z.shape[-1]
     z2 = xp.reshape(z, (-1, k))  # a view for the usual C-contiguous layout
     if p.weight is not None or p.mask is not None:
-        p = _kernel.Problem(
-            xp,
-            p.integer,
-            p.eps,
-            p.others,
-            None if p.weight is None else xp.reshape(p.weight, (1, k)),
-            None if p.mask is None else xp.reshape(p.mask, (1, k)),
-            p.ignore_index,
-            p.scale,
+        p = p._replace(
+            weight=None if p.weight is None else xp.reshape(p.weight, (1, k)),
+            mask=None if p.mask is None else xp.reshape(p.mask, (1, k)),
         )
     if p.integer:
         target2 = _kernel.Labels(
@@ -384,11 +377,13 @@ def _blocked(
         return per_example
 
     starts = range(0, n, step)
-    if ops.threads > 1 and len(starts) > 1:
-        losses = list(_pool(ops.threads).map(block, starts))
+    if len(starts) == 1:
+        per_example = block(0)
+    elif ops.threads > 1:
+        per_example = xp.concat(list(_pool(ops.threads).map(block, starts)))
     else:
-        losses = [block(start) for start in starts]
-    per_example = xp.reshape(xp.concat(losses), batch)
+        per_example = xp.concat([block(start) for start in starts])
+    per_example = xp.reshape(per_example, batch)
     return per_example, (xp.reshape(gradient, (*batch, k)) if want_grad else None)
 
 

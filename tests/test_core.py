@@ -217,6 +217,24 @@ def test_float16_large_vocabulary_accumulates_in_float32(xp, rng):
     np.testing.assert_allclose(to_numpy(grad), exact_grad, atol=1e-4)
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_float16_any_layout_with_weights_and_ignore(xp, rng, layout):
+    """Half precision is widened to float32 in a copy that keeps the input's memory layout;
+    the label-position update must land in it whatever that layout is (class axis inside)."""
+    if xp.name == "array_api_strict":
+        return  # no float16 in the standard (refusal tested above)
+    shape, axis = LAYOUTS[layout]
+    logits, labels = _problem(rng, shape, axis, integer=True, ignore=1)
+    logits = logits.astype(np.float16)
+    weight = rng.uniform(0.5, 2.0, size=shape[axis]).astype(np.float16)
+    loss, grad = _run(xp, logits, labels, 0.1, axis=axis, weight=weight, ignore_index=1)
+    exact, exact_grad = reference(
+        logits.astype(np.float64), labels, 0.1, axis=axis, weight=weight, ignore_index=1
+    )
+    np.testing.assert_allclose(loss, exact, rtol=2e-3)
+    np.testing.assert_allclose(grad, exact_grad, atol=2e-3)
+
+
 def test_bfloat16_where_supported(xp, rng):
     bf16 = getattr(xp.namespace, "bfloat16", None)
     if bf16 is None:  # NumPy and array-api-strict have no bfloat16

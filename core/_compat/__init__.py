@@ -32,6 +32,10 @@ def namespace(*arrays: Any) -> Any:
     Raises ``TypeError`` when the arrays come from different libraries.
     """
     arrays = tuple(a for a in arrays if a is not None and not isinstance(a, (bool, int, float)))
+    if arrays and all(_is_torch(a) for a in arrays):  # first: small torch calls feel every µs
+        import array_api_compat.torch as torch_namespace
+
+        return torch_namespace
     tf_arrays = [_is_tensorflow(a) for a in arrays]
     if any(tf_arrays):
         if not all(tf_arrays):
@@ -40,10 +44,6 @@ def namespace(*arrays: Any) -> Any:
         from . import tensorflow_namespace
 
         return tensorflow_namespace
-    if arrays and all(_is_torch(a) for a in arrays):
-        import array_api_compat.torch as torch_namespace
-
-        return torch_namespace
     try:
         return array_api_compat.array_namespace(*arrays)
     except TypeError as err:
@@ -53,10 +53,10 @@ def namespace(*arrays: Any) -> Any:
 
 def device(x: Any) -> Any:
     """The device ``x`` lives on, in a form its namespace's creation functions accept."""
-    if _is_tensorflow(x):
-        return None  # TF places new tensors by its own device scope
     if _is_torch(x):
         return x.device
+    if _is_tensorflow(x):
+        return None  # TF places new tensors by its own device scope
     return array_api_compat.device(x)
 
 
@@ -68,14 +68,14 @@ def is_traced(x: Any) -> bool:
     """
     if x is None or isinstance(x, (bool, int, float)):
         return False
-    if _is_tensorflow(x):
-        return not hasattr(x, "numpy")  # symbolic graph tensors have no numpy()
     if _is_torch(x):
         import torch
 
         return bool(
             torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x)
         )
+    if _is_tensorflow(x):
+        return not hasattr(x, "numpy")  # symbolic graph tensors have no numpy()
     if array_api_compat.is_jax_array(x):
         import jax
 

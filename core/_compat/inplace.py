@@ -41,6 +41,10 @@ class Functional:
     def row_sum(self, a: Any) -> Any:
         return self.xp.sum(a, axis=-1)
 
+    def at_label(self, a: Any, label: Any) -> Any:
+        """a's entry at each row's label (label: (..., 1), in range), shaped (...,)."""
+        return self.xp.take_along_axis(a, label, axis=-1)[..., 0]
+
     def for_sums(self, z: Any, m: Any, u: Any) -> Any:
         """u = z − m once more, for the row sums, written z + (−m): the same bits, but XLA
         does not merge it with ``u`` and so fuses it into the sum, where a second consumer
@@ -97,7 +101,8 @@ class _NumPyInPlace(_InPlace):
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
         import numpy as np
 
-        g[np.arange(g.shape[0]), label[:, 0]] += values  # one element per row: no duplicates
+        rows = np.indices(label.shape[:-1], sparse=True)  # any layout, any number of axes
+        g[(*rows, label[..., 0])] += values  # one element per row: no duplicate indices
         return g
 
 
@@ -121,11 +126,21 @@ class _TorchInPlace(_InPlace):
 
         return torch.exp(a, out=out)
 
+    def at_label(self, a: Any, label: Any) -> Any:
+        import torch
+
+        # torch.take_along_dim itself: the namespace's version also remaps negative indices
+        return torch.take_along_dim(a, label, dim=-1)[..., 0]
+
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
         import torch
 
+        if isinstance(values, (int, float)):  # no tensor to make for one number
+            return g.scatter_(-1, label, values, reduce="add")
         values = torch.as_tensor(values, dtype=g.dtype, device=g.device)
-        return g.scatter_add_(-1, label, values.reshape(-1, 1).expand(g.shape[0], 1))
+        if values.dim() > 0:
+            values = values.unsqueeze(-1)
+        return g.scatter_add_(-1, label, values.expand(label.shape))
 
 
 def inplace_ops(xp: Any, x: Any) -> Functional | None:
