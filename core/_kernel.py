@@ -10,8 +10,9 @@ q = (1 − ε)·y + ε/K is the smoothed target (y one-hot or a probability vect
 
 Unweighted with a normalised target T = 1 and the gradient is p − q. For integer labels t is
 never materialised: Σ_c t_c u_c = (1 − ε)·w_y·u_y + (ε/K)·Σ_c w_c u_c needs one gather and one
-per-row sum, so smoothing costs one reduction more than plain cross-entropy. All sums run over
-u rather than z, which keeps logits of ±1e4 exact.
+per-row sum, so smoothing costs one reduction and one subtraction more than plain
+cross-entropy (an ε of the number 0 skips both). All sums run over u rather than z, which keeps
+logits of ±1e4 exact.
 
 The N×K passes go through ``ops`` (``smoothce._compat.inplace``): out-of-place for jit
 compilers and immutable arrays, or writing into ``out`` so eager NumPy and PyTorch can run the
@@ -102,14 +103,18 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
         z = xp.where(mask, z, -xp.inf)  # masked classes leave the softmax...
     m = xp.max(z, axis=-1, keepdims=True)
     u = ops.subtract(z, m, out)
-    kept_u = ops.for_sums(z, m, u)
     if mask is not None:
-        kept_u = xp.where(mask, kept_u, 0.0)  # ...and every sum
         fmask = xp.astype(mask, u.dtype)
         w = fmask if w is None else w * fmask
         k = xp.sum(fmask, axis=-1)
     eps = spread_eps(p.eps, k, p.others)
     uniform = eps / k  # ε/K: a scalar, or one value per row under a mask
+    # ε = 0 given as a number is plain cross-entropy: no Σu, no spread term to subtract
+    smoothing = not isinstance(eps, (int, float)) or eps != 0
+    if smoothing or not p.integer:
+        kept_u = ops.for_sums(z, m, u)
+        if mask is not None:
+            kept_u = xp.where(mask, kept_u, 0.0)  # ...and every sum
 
     if p.integer:
         label, valid, keep, w_y = target  # Labels
@@ -117,10 +122,10 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
             uniform = uniform * keep
         on_label = 1 - eps if w_y is None else (1 - eps) * w_y  # label's mass beyond ε/K
         u_y = ops.at_label(u, label)  # −inf only for a bad label
-        if w is None:
-            total_w, sum_wu = k, ops.row_sum(kept_u)
-        else:
-            total_w, sum_wu = xp.sum(w, axis=-1), xp.sum(w * kept_u, axis=-1)
+        total_w = k if w is None else xp.sum(w, axis=-1)
+        sum_wu = 0.0
+        if smoothing:
+            sum_wu = ops.row_sum(kept_u) if w is None else xp.sum(w * kept_u, axis=-1)
         mass = on_label + uniform * total_w  # T
         sum_tu = on_label * u_y + uniform * sum_wu
     else:
@@ -151,8 +156,9 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
         coef = xp.where(valid, coef, xp.nan)
     g = ops.multiply(e, _col(xp, coef), out)  # T·p
     if p.integer:
-        spread_part = _col(xp, uniform * scale)
-        g = ops.subtract(g, spread_part if w is None else spread_part * w, out)  # − (ε/K)·w
+        if smoothing:
+            spread_part = _col(xp, uniform * scale)
+            g = ops.subtract(g, spread_part if w is None else spread_part * w, out)  # − (ε/K)·w
         g = ops.add_at_label(g, label, -(on_label * scale))  # − (1 − ε)·w_y at the label
     else:
         g = ops.subtract(g, t * p.scale, out)  # − t

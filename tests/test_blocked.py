@@ -48,8 +48,9 @@ def _case(rng, n, k, integer):
         {"weight": True},
         {"where": True},
         {"spread": "others", "reduction": "sum"},
+        {"eps": 0.0, "weight": True},
     ],
-    ids=["mean", "none", "weight", "where", "others"],
+    ids=["mean", "none", "weight", "where", "others", "eps0"],
 )
 def test_blocked_equals_plain(rng, name, integer, options):
     backend = BACKENDS[name]
@@ -58,6 +59,7 @@ def test_blocked_equals_plain(rng, name, integer, options):
     z = backend.asarray(logits)
     assert inplace_ops(backend.namespace, z).block_elements < n * k  # several blocks
     kw = dict(options)
+    eps = kw.pop("eps", 0.1)
     if kw.pop("weight", False):
         kw["weight"] = rng.uniform(0.5, 2, size=k)
     if kw.pop("where", False):
@@ -71,13 +73,13 @@ def test_blocked_equals_plain(rng, name, integer, options):
     plain = smoothce.loss_and_grad(
         xs.asarray(logits),
         xs.asarray(labels),
-        0.1,
+        eps,
         **{key: xs.asarray(v) if isinstance(v, np.ndarray) else v for key, v in kw.items()},
     )
     blocked = smoothce.loss_and_grad(
         z,
         backend.asarray(labels),
-        0.1,
+        eps,
         **{key: backend.asarray(v) if isinstance(v, np.ndarray) else v for key, v in kw.items()},
     )
     np.testing.assert_allclose(to_numpy(blocked[0]), to_numpy(plain[0]), rtol=1e-13)

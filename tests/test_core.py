@@ -124,6 +124,22 @@ def test_eps_zero_is_plain_cross_entropy(xp, rng):
     np.testing.assert_allclose(loss, lse - shifted[np.arange(7), labels], rtol=1e-12)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_eps_number_zero_skips_only_zero_terms(xp, rng, weighted):
+    """ε = 0 as a number drops the Σu pass and the spread term; a 0-d array ε = 0 runs them."""
+    logits, labels = _problem(rng, (6, 3, 4), 1, integer=True, ignore=2)
+    kw = {"axis": 1, "ignore_index": 2, "reduction": "sum"}
+    if weighted:
+        kw["weight"] = rng.uniform(0.5, 2.0, size=3)
+    skipped = _run(xp, logits, labels, 0.0, **kw)
+    kw = {key: xp.asarray(v) if isinstance(v, np.ndarray) else v for key, v in kw.items()}
+    full = smoothce.loss_and_grad(
+        xp.asarray(logits), xp.asarray(labels), xp.asarray(np.float64(0.0)), **kw
+    )
+    np.testing.assert_allclose(skipped[0], to_numpy(full[0]), rtol=1e-12)
+    np.testing.assert_allclose(skipped[1], to_numpy(full[1]), rtol=1e-12, atol=1e-15)
+
+
 def test_eps_one_is_uniform_target(xp, rng):
     logits, labels = rng.normal(size=(7, 5)), rng.integers(0, 5, size=7)
     loss, grad = _run(xp, logits, labels, 1.0, reduction="none")
