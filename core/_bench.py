@@ -189,6 +189,7 @@ NATIVE = {
     "jax": "optax",
     "tensorflow": "native Keras CCE",
 }
+MIN_SAMPLE_S = 0.005  # one timing sample lasts at least this long (several calls if need be)
 FLOORS = ("np.exp pass", "tf.function call floor")  # yardsticks: timed, not measured for memory
 HALF = {"numpy": "float16", "torch": "bfloat16", "jax": "bfloat16", "tensorflow": "bfloat16"}
 
@@ -198,9 +199,14 @@ HALF = {"numpy": "float16", "torch": "bfloat16", "jax": "bfloat16", "tensorflow"
 
 def _time_worker(framework: str, n: int, k: int, dtype: str, repeats: int) -> dict[str, float]:
     steps = BUILDERS[framework](n, k, dtype, EPS)
-    for step in steps.values():  # warm-up: compile, allocate, fault pages in
+    calls = {}
+    for name, step in steps.items():  # warm-up: compile, allocate, fault pages in
         step()
+        start = time.perf_counter()
         step()
+        # sub-millisecond steps are timed over several calls per sample, so that timer and
+        # scheduler noise do not decide the ratio
+        calls[name] = max(1, min(200, round(MIN_SAMPLE_S / (time.perf_counter() - start))))
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for repeat in range(repeats):
@@ -208,9 +214,11 @@ def _time_worker(framework: str, n: int, k: int, dtype: str, repeats: int) -> di
         # what the previous contender freed (page faults or a warm heap) is then shared too.
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
+            step, count = steps[name], calls[name]
             start = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(count):
+                step()
+            times[name].append((time.perf_counter() - start) / count)
     return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
 
 
@@ -407,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                 "# Benchmarks\n\n"
                 f"Machine: {_machine()}.\n\n"
                 "Forward + backward, ε = 0.1, integer labels, mean reduction; median of "
-                f"{args.repeats} after warm-up, contenders alternated in one process (the "
+                f"{args.repeats} samples after warm-up (a sample averages as many calls as "
+                f"fill {MIN_SAMPLE_S * 1e3:g} ms), contenders alternated in one process (the "
                 "first one rotating). Extra "
                 "memory: peak resident memory of one step above the inputs, in N×C buffers "
                 "of the input dtype, one fresh process per case.\n\n" + text + "\n"

@@ -137,7 +137,8 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
 
     e = ops.exp(u, out)  # u is not needed past this point: exp may overwrite it
     s = ops.row_sum(e)
-    per_example = mass * xp.log(s) - sum_tu
+    log_s = xp.log(s)
+    per_example = (log_s if _is_one(mass) else mass * log_s) - sum_tu
     if p.integer:
         if valid is not None:  # a bad label gives NaN, never a wrong number
             per_example = xp.where(valid, per_example, xp.nan)
@@ -163,6 +164,11 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want_grad: bool) -
     else:
         g = ops.subtract(g, t * p.scale, out)  # − t
     return per_example, g
+
+
+def _is_one(x: Any) -> bool:
+    """Whether ``x`` is the number 1 (T = 1 unweighted: no product to form)."""
+    return isinstance(x, (int, float)) and x == 1
 
 
 def _col(xp: Any, x: Any) -> Any:

@@ -302,10 +302,10 @@ def _mean_denominator(p: _kernel.Problem, target: Any, work: Any) -> Any:
     xp = p.xp
     if p.integer and target.w_y is not None:
         return xp.sum(target.w_y)
-    per_row = target.label[..., 0] if p.integer else target[..., 0]
-    shape = tuple(per_row.shape)
+    column = target.label if p.integer else target
+    shape = tuple(column.shape[:-1])
     if None in shape:  # unknown batch size while tracing: count at run time
-        return xp.sum(xp.ones_like(per_row, dtype=work))
+        return xp.sum(xp.ones_like(column[..., 0], dtype=work))
     return math.prod(shape)
 
 
