@@ -61,7 +61,21 @@ class Functional:
 
 
 class _InPlace(Functional):
-    """What the in-place primitives share."""
+    """Primitives that write into ``out`` through the library's own functions (NumPy ufuncs and
+    their torch namesakes take the same ``(a, b, out=)`` arguments)."""
+
+    def __init__(self, xp: Any, lib: Any) -> None:
+        super().__init__(xp)
+        self.lib = lib  # the numpy or torch module
+
+    def subtract(self, a: Any, b: Any, out: Any) -> Any:
+        return self.lib.subtract(a, b, out=out)
+
+    def multiply(self, a: Any, b: Any, out: Any) -> Any:
+        return self.lib.multiply(a, b, out=out)
+
+    def exp(self, a: Any, out: Any) -> Any:
+        return self.lib.exp(a, out=out)
 
     def for_sums(self, z: Any, m: Any, u: Any) -> Any:
         return u  # already in the block buffer (and z may be that very buffer)
@@ -79,29 +93,10 @@ class _NumPyInPlace(_InPlace):
     threads = min(os.cpu_count() or 1, 8)
 
     def row_sum(self, a: Any) -> Any:
-        import numpy as np
-
-        return np.einsum("...k->...", a)
-
-    def subtract(self, a: Any, b: Any, out: Any) -> Any:
-        import numpy as np
-
-        return np.subtract(a, b, out=out)
-
-    def multiply(self, a: Any, b: Any, out: Any) -> Any:
-        import numpy as np
-
-        return np.multiply(a, b, out=out)
-
-    def exp(self, a: Any, out: Any) -> Any:
-        import numpy as np
-
-        return np.exp(a, out=out)
+        return self.lib.einsum("...k->...", a)
 
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
-        import numpy as np
-
-        rows = np.indices(label.shape[:-1], sparse=True)  # any layout, any number of axes
+        rows = self.lib.indices(label.shape[:-1], sparse=True)  # any layout, any number of axes
         g[(*rows, label[..., 0])] += values  # one element per row: no duplicate indices
         return g
 
@@ -111,34 +106,15 @@ class _TorchInPlace(_InPlace):
 
     block_elements = 1 << 20
 
-    def subtract(self, a: Any, b: Any, out: Any) -> Any:
-        import torch
-
-        return torch.sub(a, b, out=out)
-
-    def multiply(self, a: Any, b: Any, out: Any) -> Any:
-        import torch
-
-        return torch.mul(a, b, out=out)
-
-    def exp(self, a: Any, out: Any) -> Any:
-        import torch
-
-        return torch.exp(a, out=out)
-
     def at_label(self, a: Any, label: Any) -> Any:
-        import torch
-
         # labels are in range: no negative-index remapping (which the namespace's
         # take_along_axis adds), and gather is the cheapest call for it
-        return torch.gather(a, -1, label).squeeze(-1)
+        return self.lib.gather(a, -1, label).squeeze(-1)
 
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
-        import torch
-
         if isinstance(values, (int, float)):  # no tensor to make for one number
             return g.scatter_(-1, label, values, reduce="add")
-        values = torch.as_tensor(values, dtype=g.dtype, device=g.device)
+        values = self.lib.as_tensor(values, dtype=g.dtype, device=g.device)
         if values.dim() > 0:
             values = values.unsqueeze(-1)
         return g.scatter_add_(-1, label, values.expand(label.shape))
@@ -147,12 +123,14 @@ class _TorchInPlace(_InPlace):
 def inplace_ops(xp: Any, x: Any) -> Functional | None:
     """In-place primitives for eager ``x`` whose buffers can be written, else ``None``."""
     if array_api_compat.is_numpy_array(x):
-        return _NumPyInPlace(xp)
+        import numpy
+
+        return _NumPyInPlace(xp, numpy)
     if array_api_compat.is_torch_array(x):
         import torch
 
         # out= cannot be recorded by autograd; inside a custom Function's forward (grad mode
         # off) a tensor that requires grad is only read, which is fine
         if not (x.requires_grad and torch.is_grad_enabled()):
-            return _TorchInPlace(xp)
+            return _TorchInPlace(xp, torch)
     return None
