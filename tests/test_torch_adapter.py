@@ -191,6 +191,27 @@ def test_non_contiguous_inputs():
     _assert_matches_native(x, y, _tol(torch.float64), weight=weight, label_smoothing=0.2)
 
 
+@pytest.mark.parametrize("layout", ["2d", "4d"])
+def test_deterministic_algorithms_mode_gives_the_same_result(layout):
+    """Under torch.use_deterministic_algorithms the label update takes scatter_add_ instead
+    of a scalar scatter_ (whose CUDA kernel that mode refuses); both give the same numbers."""
+    x, y, _ = _make(layout, "int", torch.float64)
+    results = []
+    for deterministic in (False, True):
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(deterministic)
+        try:
+            z = x.clone().requires_grad_()
+            loss = st.cross_entropy(z, y, label_smoothing=0.2)
+            loss.backward()
+        finally:
+            torch.use_deterministic_algorithms(previous)
+        results.append((loss.detach(), z.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=0)
+    _assert_matches_native(x, y, _tol(torch.float64), label_smoothing=0.2)
+
+
 # --- autograd --------------------------------------------------------------------------
 
 

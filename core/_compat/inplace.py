@@ -112,7 +112,9 @@ class _TorchInPlace(_InPlace):
         return self.lib.gather(a, -1, label).squeeze(-1)
 
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
-        if isinstance(values, (int, float)):  # no tensor to make for one number
+        if isinstance(values, (int, float)) and not self.lib.are_deterministic_algorithms_enabled():
+            # one number needs no tensor (~10 µs of a 256×10 step); deterministic mode refuses
+            # this call's CUDA kernel (atomics), so it takes scatter_add_ below
             return g.scatter_(-1, label, values, reduce="add")
         values = self.lib.as_tensor(values, dtype=g.dtype, device=g.device)
         if values.dim() > 0:
