@@ -19,10 +19,14 @@ def check_options(reduction: str, spread: str) -> None:
 
 
 def check_eps(eps: Any, name: str = "eps") -> None:
-    """ε must be a finite number in [0, 1]; a traced ε cannot be checked and is trusted.
+    """ε must be a scalar, a finite number in [0, 1]; a traced ε's value cannot be checked and
+    is trusted (its shape can, and is).
 
     ``name`` is the argument's name in the caller's API (the adapters say "label_smoothing").
     """
+    ndim = getattr(eps, "ndim", 0)  # None: unknown rank while tracing
+    if ndim not in (0, None):
+        raise ValueError(f"{name} must be a scalar, got an array of shape {tuple(eps.shape)}")
     if is_traced(eps):
         return
     if isinstance(eps, (str, bytes, bool)):

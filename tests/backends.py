@@ -46,7 +46,8 @@ def to_numpy(x: Any) -> np.ndarray:
 def _torch(a: np.ndarray) -> Any:
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(a))
+    # ascontiguousarray turns a 0-d array into shape (1,); keep scalars scalar
+    return torch.from_numpy(np.ascontiguousarray(a) if np.ndim(a) else np.array(a))
 
 
 def _jax(a: np.ndarray) -> Any:

@@ -31,6 +31,12 @@ def test_eps_array_outside_unit_interval(xp, problem):
         smoothce.loss(logits, labels, xp.asarray(np.float64(-0.5)))
 
 
+def test_eps_array_must_be_a_scalar(xp, problem):
+    logits, labels = problem
+    with pytest.raises(ValueError, match=r"eps must be a scalar, got an array of shape \(2,\)"):
+        smoothce.loss(logits, labels, xp.asarray(np.array([0.1, 0.2])))
+
+
 @pytest.mark.parametrize(("bad", "shown"), [(3, "label 3"), (-1, "label -1"), (7, "label 7")])
 def test_label_out_of_range(xp, problem, bad, shown):
     logits, _ = problem

@@ -203,6 +203,19 @@ def test_bad_label_smoothing_raises(bad):
             stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, tf.constant(bad))
 
 
+def test_label_smoothing_tensor_must_be_a_scalar():
+    logits = tf.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"label_smoothing must be a scalar.*\(2,\)"):
+        stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, tf.constant([0.1, 0.2]))
+
+    @tf.function
+    def traced(eps):  # the rank is static, so a graph refuses it as well
+        return stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, eps)
+
+    with pytest.raises(ValueError, match="label_smoothing must be a scalar"):
+        traced(tf.constant([0.1, 0.2]))
+
+
 def test_out_of_range_label_raises_eagerly_and_is_nan_when_traced():
     logits = tf.zeros((3, 4))
     labels = tf.constant([0, 4, 1])

@@ -127,12 +127,8 @@ def _dispatch(
         static_eps, eps = smoothing(eps), None
     else:
         static_eps, eps = None, jnp.asarray(eps)
-        if eps.ndim != 0:
-            raise ValueError(
-                f"label_smoothing must be a scalar, got an array of shape {eps.shape}; "
-                "use jax.vmap for one value per example"
-            )
-        check_eps(eps, "label_smoothing")  # a concrete array is checked, a traced one trusted
+        # a scalar; a concrete value is checked, a traced one trusted
+        check_eps(eps, "label_smoothing")
     return _per_example(axis, static_eps, logits, labels, eps, mask, keep_rows)
 
 

@@ -117,11 +117,9 @@ def _prepare(logits: Any, label_smoothing: Any) -> tuple[tf.Tensor, Any]:
     eps = label_smoothing
     if isinstance(eps, (tf.Tensor, tf.Variable)):
         eps = tf.convert_to_tensor(eps)
-        if eps.shape.rank != 0:
-            raise ValueError(f"label_smoothing must be a scalar, got shape {eps.shape}")
+        check_eps(eps, "label_smoothing")  # a scalar; eager: its value, a traced ε is trusted
         if not eps.dtype.is_floating:
             eps = tf.cast(eps, tf.float32)
-        check_eps(eps, "label_smoothing")  # eager: checks the value; a traced ε is trusted
     else:
         eps = smoothing(eps)
     return logits, eps
