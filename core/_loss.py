@@ -158,7 +158,7 @@ def smooth_labels(
     class axis is inserted at ``axis``) or floating probabilities with the classes on ``axis``.
     ``spread="others"`` gives 1 − ε on the label and ε/(K − 1) elsewhere.
     """
-    _validate.check_options("mean", spread)
+    _validate.check_spread(spread)
     _validate.check_eps(eps)
     xp = namespace(labels, eps)
     if xp.isdtype(labels.dtype, "integral"):
@@ -217,7 +217,8 @@ def _run(
     overwrite: bool = False,
 ) -> tuple[Any, Any]:
     """Validate, bring the class axis last, evaluate, reduce, restore layout and dtype."""
-    _validate.check_options(reduction, spread)
+    _validate.check_reduction(reduction)
+    _validate.check_spread(spread)
     _validate.check_eps(eps)
     xp = namespace(logits, labels, weight, where, eps)
     _validate.check_logits(xp, logits)

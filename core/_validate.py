@@ -11,9 +11,12 @@ REDUCTIONS = ("mean", "sum", "none")
 SPREADS = ("all", "others")
 
 
-def check_options(reduction: str, spread: str) -> None:
+def check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_spread(spread: str) -> None:
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
 

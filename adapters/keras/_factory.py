@@ -6,7 +6,9 @@ from typing import Any
 
 import keras
 
-from ._losses import as_logits, check_smoothing, per_example
+from smoothce._validate import smoothing
+
+from ._losses import as_logits, per_example
 
 __all__ = ["smooth_crossentropy"]
 
@@ -20,7 +22,7 @@ class SmoothCrossentropyFn:
     """
 
     def __init__(self, eps: float = 0.1, from_logits: bool = False) -> None:
-        self.eps = check_smoothing(eps)
+        self.eps = smoothing(eps)
         self.from_logits = bool(from_logits)
         self.__name__ = "smooth_crossentropy"  # Keras names the compiled loss after it
 

@@ -16,14 +16,9 @@ import keras
 from keras import ops
 
 import smoothce
-from smoothce._validate import smoothing
+from smoothce._validate import class_axis, smoothing
 
 __all__ = ["CategoricalCrossentropy", "SparseCategoricalCrossentropy"]
-
-
-def check_smoothing(label_smoothing: Any) -> float:
-    """ε as a Python float in [0, 1]; anything else raises ValueError naming the value."""
-    return smoothing(label_smoothing)
 
 
 def check_axis(axis: Any) -> int:
@@ -51,17 +46,24 @@ def as_logits(y_pred: Any, from_logits: bool, axis: int) -> Any:
     return ops.log(ops.clip(probs, tiny, 1.0 - tiny))
 
 
-def per_example(logits: Any, labels: Any, eps: float, axis: int) -> Any:
-    """The core's per-example loss on the active backend, differentiable by that backend."""
+def per_example(
+    logits: Any, labels: Any, eps: float, axis: int, ignore_index: int | None = None
+) -> Any:
+    """The core's per-example loss on the active backend, differentiable by that backend.
+
+    ``ignore_index`` (integer labels only) is the core's: those examples get loss 0 and no
+    gradient.
+    """
     if keras.backend.backend() == "tensorflow":
         from smoothce.tensorflow import _nn
 
-        rank = len(logits.shape)
-        ax = axis % rank
+        ax = class_axis(len(logits.shape), axis)
         if labels.dtype.is_integer:
-            return _nn._sparse_with_grad(eps, ax)(logits, labels)
+            return _nn._sparse_with_grad(eps, ax, ignore_index)(logits, labels)
         return _nn._dense_with_grad(eps, ax, labels_grad=False)(logits, labels)
-    return smoothce.loss(logits, labels, eps, axis=axis, reduction="none")
+    return smoothce.loss(
+        logits, labels, eps, axis=axis, ignore_index=ignore_index, reduction="none"
+    )
 
 
 @keras.saving.register_keras_serializable(package="smoothce")
@@ -96,7 +98,7 @@ class CategoricalCrossentropy(keras.losses.Loss):
         dtype: Any = None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.label_smoothing = check_smoothing(label_smoothing)
+        self.label_smoothing = smoothing(label_smoothing)
         self.from_logits = bool(from_logits)
         self.axis = check_axis(axis)
 
@@ -154,7 +156,7 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         dtype: Any = None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.label_smoothing = check_smoothing(label_smoothing)
+        self.label_smoothing = smoothing(label_smoothing)
         self.from_logits = bool(from_logits)
         if ignore_class is not None and (
             isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
@@ -165,9 +167,7 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         rank = len(y_pred.shape)
-        if not -rank <= self.axis < rank:
-            raise ValueError(f"axis {self.axis} is out of range for y_pred of rank {rank}")
-        ax = self.axis % rank
+        ax = class_axis(rank, self.axis)
         if len(y_true.shape) == rank:
             # Keras accepts labels with a size-1 class (or trailing) dimension
             squeeze = ax if y_true.shape[ax] == 1 else -1 if y_true.shape[-1] == 1 else None
@@ -179,14 +179,11 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
             y_true = ops.squeeze(y_true, axis=squeeze)
         labels = ops.cast(y_true, "int32")
         logits = as_logits(y_pred, self.from_logits, ax)
-        if self.ignore_class is None:
-            return per_example(logits, labels, self.label_smoothing, ax)
-        # As in Keras: compute with a harmless label in place of ignore_class, zero those
-        # losses, and attach the mask so that Keras's reduction leaves them out.
-        keep = ops.not_equal(labels, self.ignore_class)
-        losses = per_example(logits, ops.where(keep, labels, 0), self.label_smoothing, ax)
-        losses = ops.where(keep, losses, ops.zeros_like(losses))
-        _set_keras_mask(losses, keep)
+        losses = per_example(logits, labels, self.label_smoothing, ax, self.ignore_class)
+        if self.ignore_class is not None:
+            # the core gave those examples loss 0; as in Keras, the mask also leaves them out
+            # of the reduction ("sum_over_batch_size" averages over the other examples)
+            _set_keras_mask(losses, ops.not_equal(labels, self.ignore_class))
         return losses
 
     def get_config(self) -> dict[str, Any]:

@@ -139,7 +139,9 @@ def _class_axis(logits: tf.Tensor, axis: int) -> int:
     return ax
 
 
-def _loss_and_grad(logits: tf.Tensor, labels: tf.Tensor, eps: Any, ax: int) -> Any:
+def _loss_and_grad(
+    logits: tf.Tensor, labels: tf.Tensor, eps: Any, ax: int, ignore_index: int | None = None
+) -> Any:
     """The core's per-example loss and gradient; inside a graph, compiled with XLA.
 
     Eagerly the core runs as it is (its checks read the values; no compile per new shape).
@@ -147,13 +149,24 @@ def _loss_and_grad(logits: tf.Tensor, labels: tf.Tensor, eps: Any, ax: int) -> A
     separate ops with N×C intermediates; XLA fuses them, about 1.6× faster on CPU.
     """
     if tf.executing_eagerly():
-        return smoothce.loss_and_grad(logits, labels, eps, axis=ax, reduction="none")
-    return _xla_loss_and_grad(logits, labels, eps, ax)
+        return _core_loss_and_grad(logits, labels, eps, ax, ignore_index)
+    return _xla_loss_and_grad(logits, labels, eps, ax, ignore_index)
 
 
-@tf.function(jit_compile=True, autograph=False)
-def _xla_loss_and_grad(logits: tf.Tensor, labels: tf.Tensor, eps: Any, ax: int) -> Any:
-    return smoothce.loss_and_grad(logits, labels, eps, axis=ax, reduction="none")
+def _core_loss_and_grad(
+    logits: tf.Tensor, labels: tf.Tensor, eps: Any, ax: int, ignore_index: int | None
+) -> Any:
+    return smoothce.loss_and_grad(
+        logits, labels, eps, axis=ax, ignore_index=ignore_index, reduction="none"
+    )
+
+
+_xla_loss_and_grad = tf.function(_core_loss_and_grad, jit_compile=True, autograph=False)
+
+
+def _chain(logits_grad: tf.Tensor, upstream: tf.Tensor, ax: int) -> tf.Tensor:
+    """d loss / d logits for one upstream gradient per example (broadcast along the classes)."""
+    return logits_grad * tf.expand_dims(tf.cast(upstream, logits_grad.dtype), ax)
 
 
 def _dense_with_grad(eps: Any, ax: int, *, labels_grad: bool) -> Any:
@@ -168,7 +181,7 @@ def _dense_with_grad(eps: Any, ax: int, *, labels_grad: bool) -> Any:
         value, logits_grad = _loss_and_grad(logits, labels, eps, ax)
 
         def backward(upstream: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
-            d_logits = logits_grad * tf.expand_dims(tf.cast(upstream, logits_grad.dtype), ax)
+            d_logits = _chain(logits_grad, upstream, ax)
             if not labels_grad:
                 return d_logits, None
             # tf.nn backpropagates into labels as well. The loss is linear in the labels, so
@@ -187,16 +200,16 @@ def _dense_with_grad(eps: Any, ax: int, *, labels_grad: bool) -> Any:
     return smoothed_ce
 
 
-def _sparse_with_grad(eps: Any, ax: int) -> Any:
-    """The integer-label loss (classes on axis ``ax``) with its gradient registered."""
+def _sparse_with_grad(eps: Any, ax: int, ignore_index: int | None = None) -> Any:
+    """The integer-label loss (classes on axis ``ax``) with its gradient registered; labels
+    equal to ``ignore_index`` get loss 0 and gradient 0 (the core's ``ignore_index``)."""
 
     @tf.custom_gradient
     def smoothed_sparse_ce(logits: tf.Tensor, labels: tf.Tensor) -> Any:
-        value, logits_grad = _loss_and_grad(logits, labels, eps, ax)
+        value, logits_grad = _loss_and_grad(logits, labels, eps, ax, ignore_index)
 
         def backward(upstream: tf.Tensor) -> tuple[tf.Tensor, None]:
-            d_logits = logits_grad * tf.expand_dims(tf.cast(upstream, logits_grad.dtype), ax)
-            return d_logits, None  # integer labels have no gradient
+            return _chain(logits_grad, upstream, ax), None  # integer labels have no gradient
 
         return value, backward
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from smoothce._validate import check_reduction
+
 from ._functional import check_label_smoothing, cross_entropy
 
 __all__ = ["CrossEntropyLoss"]
@@ -31,8 +33,7 @@ class CrossEntropyLoss(nn.Module):
         label_smoothing: float = 0.1,
     ) -> None:
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)  # now, not at the first forward
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = reduction
