@@ -279,12 +279,12 @@ def _run(
             z = xp.astype(z, work)
             out = z if eager else None  # the copy is ours to overwrite
         elif eager:
-            out = xp.empty(z.shape, dtype=work, device=_device(z))
+            out = xp.empty_like(z)  # (cheaper to call than empty(shape, dtype, device))
         if not eager:
             ops = Functional(xp)
         per_example, gradient = _kernel.rows(problem, ops, z, target, out, want_grad)
         if gradient is not None:
-            gradient = xp.astype(gradient, dtype, copy=False)
+            gradient = ops.astype(gradient, dtype)
 
     if reduction == "none":
         value = per_example
@@ -376,7 +376,7 @@ def _blocked(
             block_target = target2[start:stop, ...]
         per_example, g = _kernel.rows(p, ops, rows, block_target, out, want_grad)
         if want_grad and converting:
-            gradient[start:stop, ...] = xp.astype(g, z2.dtype)
+            gradient[start:stop, ...] = ops.astype(g, z2.dtype)
         return per_example
 
     starts = range(0, n, step)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._compat import is_traced
+from ._compat import extremes, is_traced
 
 REDUCTIONS = ("mean", "sum", "none")
 SPREADS = ("all", "others")
@@ -110,7 +110,7 @@ def check_label_values(
     maybe_ignored = ignore_index is not None
     if is_traced(labels) or math.prod(labels.shape) == 0:
         return False, maybe_ignored
-    low, high = xp.min(labels), xp.max(labels)
+    low, high = extremes(xp, labels)
     if is_traced(low):  # concrete labels, but a trace in progress stages the reduction
         return False, maybe_ignored
     low, high = int(low), int(high)

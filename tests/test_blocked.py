@@ -102,6 +102,44 @@ def test_blocked_float16_equals_plain(rng, name):
     np.testing.assert_allclose(to_numpy(blocked[1]), to_numpy(plain[1]), atol=1e-6)
 
 
+def test_numpy_float16_cast_matches_astype_bit_for_bit(rng):
+    """The NumPy path's own float32 → float16 cast (fast for subnormal results) is astype's."""
+    patterns = rng.integers(0, 2**32, size=1 << 20, dtype=np.uint64).astype(np.uint32)
+    edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 65504, 65520, 1e6, 1e-45, -1e-45]
+    edges += [2.0**-25, -(2.0**-25), 3 * 2.0**-26, 2.0**-24, 2.0**-14, 2.0**-14 * (1 - 2.0**-11)]
+    for x in (
+        patterns.view(np.float32),  # every exponent, random mantissas
+        rng.standard_normal(1 << 16, dtype=np.float32) * np.float32(1e-6),  # mostly subnormal
+        np.array(edges, dtype=np.float32),
+    ):
+        with np.errstate(over="ignore"):
+            expected = x.astype(np.float16)
+            got = inplace._float16(np, x)
+        assert got.dtype == np.float16
+        same = (got.view(np.uint16) == expected.view(np.uint16)) | np.isnan(expected)
+        assert same.all()
+        assert np.isnan(got[np.isnan(expected)]).all()
+
+
+@pytest.mark.parametrize("name", IN_PLACE)
+@pytest.mark.parametrize("blocks", ["one block", "many blocks"])
+def test_float16_gradient_is_the_float32_one_rounded(rng, monkeypatch, name, blocks):
+    """float16 logits are computed in float32; the gradient is that result rounded once, the
+    way astype rounds (mean over many classes: most entries are float16 subnormals)."""
+    if blocks == "many blocks":
+        for ops in (inplace._NumPyInPlace, inplace._TorchInPlace):
+            monkeypatch.setattr(ops, "block_elements", 1 << 13)
+    backend = BACKENDS[name]
+    logits = (rng.normal(size=(48, 3000)) * 3).astype(np.float16)
+    y = backend.asarray(rng.integers(0, 3000, size=48))
+    half = smoothce.grad(backend.asarray(logits), y, 0.1)
+    single = smoothce.grad(backend.asarray(logits.astype(np.float32)), y, 0.1)
+    expected = to_numpy(single).astype(np.float16)
+    assert (expected == 0).mean() < 0.5 and (np.abs(expected) < 2.0**-14).mean() > 0.5
+    got = to_numpy(half).astype(np.float16)  # float16 values survive the float32 round trip
+    np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
+
+
 @pytest.mark.usefixtures("small_blocks")
 @pytest.mark.parametrize("name", IN_PLACE)
 @pytest.mark.parametrize("dtype", [np.float64, np.float16])

@@ -11,7 +11,7 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["device", "is_traced", "namespace"]
+__all__ = ["device", "extremes", "is_traced", "namespace"]
 
 
 def _is_tensorflow(x: object) -> bool:
@@ -81,3 +81,12 @@ def is_traced(x: Any) -> bool:
 
         return isinstance(x, jax.core.Tracer)
     return False
+
+
+def extremes(xp: Any, x: Any) -> tuple[Any, Any]:
+    """``(min(x), max(x))`` as 0-d arrays; torch reads its input once for both (aminmax)."""
+    if _is_torch(x):
+        import torch
+
+        return torch.aminmax(x)
+    return xp.min(x), xp.max(x)

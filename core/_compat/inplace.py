@@ -59,6 +59,10 @@ class Functional:
         classes = xp.arange(g.shape[-1], dtype=label.dtype, device=device(label))
         return xp.where(classes == label, g + values, g)
 
+    def astype(self, a: Any, dtype: Any) -> Any:
+        """``a`` in ``dtype`` (the input's dtype, for a gradient accumulated in float32)."""
+        return self.xp.astype(a, dtype, copy=False)
+
 
 class _InPlace(Functional):
     """Primitives that write into ``out`` through the library's own functions (NumPy ufuncs and
@@ -95,6 +99,11 @@ class _NumPyInPlace(_InPlace):
     def row_sum(self, a: Any) -> Any:
         return self.lib.einsum("...k->...", a)
 
+    def astype(self, a: Any, dtype: Any) -> Any:
+        if dtype == self.lib.float16 and a.dtype == self.lib.float32:
+            return _float16(self.lib, a)
+        return super().astype(a, dtype)
+
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
         rows = self.lib.indices(label.shape[:-1], sparse=True)  # any layout, any number of axes
         g[(*rows, label[..., 0])] += values  # one element per row: no duplicate indices
@@ -120,6 +129,25 @@ class _TorchInPlace(_InPlace):
         if values.dim() > 0:
             values = values.unsqueeze(-1)
         return g.scatter_add_(-1, label, values.expand(label.shape))
+
+
+def _float16(np: Any, x: Any) -> Any:
+    """``x.astype(float16)``, bit for bit, about 15 times faster for small values.
+
+    NumPy's own cast takes ~65 ns for every element whose float16 value is subnormal (it
+    raises the underflow flag in software, element by element): most of a float16 gradient
+    under a mean over many examples and classes. Those elements are formed here as integers
+    instead: a float16 subnormal is m·2⁻²⁴, so its bits are m = rint(|x|·2²⁴) (ties to even,
+    as the cast rounds; m = 1024 is the smallest normal, whose bits are 1024 too).
+    """
+    magnitude = np.abs(x)
+    tiny = magnitude < np.float32(2.0**-14)  # results below float16's smallest normal
+    out = np.where(tiny, np.float32(0), x).astype(np.float16)  # NumPy's cast for the others
+    with np.errstate(over="ignore", invalid="ignore"):  # values of the others are not used
+        bits = np.rint(magnitude * np.float32(2.0**24)).astype(np.uint16)
+    bits |= np.signbit(x).astype(np.uint16) << 15
+    np.copyto(out.view(np.uint16), bits, where=tiny)
+    return out
 
 
 def inplace_ops(xp: Any, x: Any) -> Functional | None:
