@@ -102,6 +102,37 @@ def test_blocked_float16_equals_plain(rng, name):
     np.testing.assert_allclose(to_numpy(blocked[1]), to_numpy(plain[1]), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", IN_PLACE)
+def test_float32_exp_through_exp2_stays_within_a_few_ulp(name):
+    """Large float32 CPU blocks take exp(a) = exp2(a·log2 e): ≤ 5 ulp where a > −10, and within
+    the bound of rounding log2 e and the product to float32 (|a| ulp) plus exp2's own ulp."""
+    backend = BACKENDS[name]
+    a = np.linspace(-80, 0, 1 << 16, dtype=np.float32)  # exp stays a normal float32
+    assert a.size >= inplace._EXP2_FROM
+    x = backend.asarray(a)
+    got = to_numpy(inplace_ops(backend.namespace, x).exp(x, backend.asarray(np.empty_like(a))))
+    exact = np.exp(a.astype(np.float64))
+    ulps = np.abs(got - exact) / (np.finfo(np.float32).eps * exact)
+    assert ulps[a > -10].max() <= 5
+    assert (ulps <= 1 + np.abs(a)).all()
+
+
+@pytest.mark.parametrize("name", IN_PLACE)
+def test_float32_blocks_match_float64_reference(rng, name):
+    """A float32 input big enough for the exp2 route agrees with the float64 plain path."""
+    backend = BACKENDS[name]
+    logits = rng.normal(size=(64, 1000)) * 4
+    labels = rng.integers(0, 1000, size=64)
+    loss, grad = smoothce.loss_and_grad(
+        backend.asarray(logits.astype(np.float32)), backend.asarray(labels), 0.1, reduction="none"
+    )
+    ref_loss, ref_grad = smoothce.loss_and_grad(
+        xs.asarray(logits), xs.asarray(labels), 0.1, reduction="none"
+    )
+    np.testing.assert_allclose(to_numpy(loss), to_numpy(ref_loss), rtol=2e-6)
+    np.testing.assert_allclose(to_numpy(grad), to_numpy(ref_grad), rtol=1e-5, atol=1e-9)
+
+
 def test_numpy_float16_cast_matches_astype_bit_for_bit(rng):
     """The NumPy path's own float32 → float16 cast (fast for subnormal results) is astype's."""
     patterns = rng.integers(0, 2**32, size=1 << 20, dtype=np.uint64).astype(np.uint32)

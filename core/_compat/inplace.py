@@ -9,6 +9,7 @@ its output buffer (or in the logits' own buffer). All of them compute the same v
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -64,6 +65,15 @@ class Functional:
         return self.xp.astype(a, dtype, copy=False)
 
 
+_LOG2_E = 1.4426950408889634
+_EXP2_FROM = 1 << 14  # elements; below, the extra call costs more than exp2 saves
+
+
+def _on_cpu(a: Any) -> bool:
+    device = getattr(a, "device", "cpu")  # NumPy: "cpu"; torch: a torch.device
+    return getattr(device, "type", device) == "cpu"
+
+
 class _InPlace(Functional):
     """Primitives that write into ``out`` through the library's own functions (NumPy ufuncs and
     their torch namesakes take the same ``(a, b, out=)`` arguments)."""
@@ -79,6 +89,13 @@ class _InPlace(Functional):
         return self.lib.multiply(a, b, out=out)
 
     def exp(self, a: Any, out: Any) -> Any:
+        if a.dtype == self.lib.float32 and math.prod(a.shape) >= _EXP2_FROM and _on_cpu(a):
+            # exp(a) = 2^(a·log2 e): on CPU both libraries' float32 exp2 is 1.5× (NumPy) and
+            # 2.2× (torch) faster than their exp, which is compute-bound, so the extra multiply
+            # pays. Rounding log2 e and the product to float32 costs up to |a| ulp: ≤ 4.5 ulp
+            # where a > −10, i.e. wherever exp(a) is not negligible beside the row's max (1).
+            self.lib.multiply(a, _LOG2_E, out=out)
+            return self.lib.exp2(out, out=out)
         return self.lib.exp(a, out=out)
 
     def for_sums(self, z: Any, m: Any, u: Any) -> Any:
