@@ -4,7 +4,8 @@ The loss kernel (``smoothce._kernel``) expresses its N×K passes through a few p
 generic versions return new arrays and work on any namespace (and are what jit compilers fuse).
 For eager NumPy and PyTorch, which can write into an existing buffer, the in-place versions let
 the kernel run over cache-sized row blocks with no N×K temporaries: the gradient is formed in
-its output buffer (or in the logits' own buffer). All of them compute the same values.
+its output buffer (or in the logits' own buffer). All of them compute the same values, except
+that large float32 blocks on CPU take exp through exp2 (a few ulp apart; see ``_InPlace.exp``).
 """
 
 from __future__ import annotations
@@ -151,11 +152,11 @@ class _TorchInPlace(_InPlace):
 def _float16(np: Any, x: Any) -> Any:
     """``x.astype(float16)``, bit for bit, about 15 times faster for small values.
 
-    NumPy's own cast takes ~65 ns for every element whose float16 value is subnormal (it
-    raises the underflow flag in software, element by element): most of a float16 gradient
-    under a mean over many examples and classes. Those elements are formed here as integers
-    instead: a float16 subnormal is m·2⁻²⁴, so its bits are m = rint(|x|·2²⁴) (ties to even,
-    as the cast rounds; m = 1024 is the smallest normal, whose bits are 1024 too).
+    NumPy's own cast takes ~65 ns for every element that rounds to a float16 subnormal (it
+    raises the underflow flag element by element; exact subnormals are fast): most of a
+    float16 gradient under a mean over many examples and classes. Those elements are formed
+    here as integers instead: a float16 subnormal is m·2⁻²⁴, so its bits are m = rint(|x|·2²⁴)
+    (ties to even, as the cast rounds; m = 1024 is the smallest normal, whose bits are 1024).
     """
     magnitude = np.abs(x)
     tiny = magnitude < np.float32(2.0**-14)  # results below float16's smallest normal
