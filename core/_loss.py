@@ -274,13 +274,14 @@ def _run(
     if ops is not None and (overwrite or math.prod(z.shape) > ops.block_elements):
         per_example, gradient = _blocked(problem, ops, z, target, work, want_grad, overwrite)
     else:  # one kernel call; eager in-place ops then work in one fresh buffer
-        eager, out = ops is not None, None
+        out = None
         if work != dtype:
             z = xp.astype(z, work)
-            out = z if eager else None  # the copy is ours to overwrite
-        elif eager:
+            if ops is not None:
+                out = z  # the copy is ours to overwrite
+        elif ops is not None:
             out = xp.empty_like(z)  # (cheaper to call than empty(shape, dtype, device))
-        if not eager:
+        if ops is None:
             ops = Functional(xp)
         per_example, gradient = _kernel.rows(problem, ops, z, target, out, want_grad)
         if gradient is not None:

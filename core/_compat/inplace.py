@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from . import device
 
@@ -70,11 +71,6 @@ _LOG2_E = 1.4426950408889634
 _EXP2_FROM = 1 << 14  # elements; below, the extra call costs more than exp2 saves
 
 
-def _on_cpu(a: Any) -> bool:
-    device = getattr(a, "device", "cpu")  # NumPy: "cpu"; torch: a torch.device
-    return getattr(device, "type", device) == "cpu"
-
-
 class _InPlace(Functional):
     """Primitives that write into ``out`` through the library's own functions (NumPy ufuncs and
     their torch namesakes take the same ``(a, b, out=)`` arguments)."""
@@ -90,7 +86,7 @@ class _InPlace(Functional):
         return self.lib.multiply(a, b, out=out)
 
     def exp(self, a: Any, out: Any) -> Any:
-        if a.dtype == self.lib.float32 and math.prod(a.shape) >= _EXP2_FROM and _on_cpu(a):
+        if a.dtype == self.lib.float32 and math.prod(a.shape) >= _EXP2_FROM and _cpu(a):
             # exp(a) = 2^(a·log2 e): on CPU both libraries' float32 exp2 is 1.5× (NumPy) and
             # 2.2× (torch) faster than their exp, which is compute-bound, so the extra multiply
             # pays. Rounding log2 e and the product to float32 costs up to |a| ulp: ≤ 4.5 ulp
@@ -118,8 +114,8 @@ class _NumPyInPlace(_InPlace):
         return self.lib.einsum("...k->...", a)
 
     def astype(self, a: Any, dtype: Any) -> Any:
-        if dtype == self.lib.float16 and a.dtype == self.lib.float32:
-            return _float16(self.lib, a)
+        if dtype == np.float16 and a.dtype == np.float32:
+            return _float16(a)
         return super().astype(a, dtype)
 
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
@@ -149,7 +145,11 @@ class _TorchInPlace(_InPlace):
         return g.scatter_add_(-1, label, values.expand(label.shape))
 
 
-def _float16(np: Any, x: Any) -> Any:
+def _cpu(a: Any) -> bool:
+    return str(device(a)) == "cpu"  # NumPy's device is "cpu"; torch's a torch.device
+
+
+def _float16(x: Any) -> Any:
     """``x.astype(float16)``, bit for bit, about 15 times faster for small values.
 
     NumPy's own cast takes ~65 ns for every element that rounds to a float16 subnormal (it
@@ -171,9 +171,7 @@ def _float16(np: Any, x: Any) -> Any:
 def inplace_ops(xp: Any, x: Any) -> Functional | None:
     """In-place primitives for eager ``x`` whose buffers can be written, else ``None``."""
     if array_api_compat.is_numpy_array(x):
-        import numpy
-
-        return _NumPyInPlace(xp, numpy)
+        return _NumPyInPlace(xp, np)
     if array_api_compat.is_torch_array(x):
         import torch
 
