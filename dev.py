@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "demo":
         python = ensure_env("demo")
-        return subprocess.call([str(python), "-m", "smoothce", "demo", *rest], cwd=ROOT)
+        return subprocess.call([str(python), "-m", "smoothce.cli", "demo", *rest], cwd=ROOT)
     if command == "docs":
         python = str(ensure_env("docs"))
         refresh = [python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "."]
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([python, "-m", "mkdocs", "build", "--strict", *rest], cwd=ROOT)
     python = ensure_env("test")
     if command == "bench":
-        return subprocess.call([str(python), "-m", "smoothce", "bench", *rest], cwd=ROOT)
+        return subprocess.call([str(python), "-m", "smoothce.cli", "bench", *rest], cwd=ROOT)
     lint = subprocess.call([str(python), "-m", "ruff", "check", "."], cwd=ROOT)
     tests = subprocess.call([str(python), "-m", "pytest", *rest], cwd=ROOT)
     return lint or tests

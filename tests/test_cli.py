@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoothce import _demo, cli
+from smoothce import cli
+from smoothce.cli import _demo
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-HAVE_BENCH = importlib.util.find_spec("smoothce._bench") is not None
+HAVE_BENCH = importlib.util.find_spec("smoothce.cli._bench") is not None
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_demo_help_explains_options(capsys):
 
 def test_python_dash_m_smoothce():
     done = subprocess.run(
-        [sys.executable, "-m", "smoothce", "--version"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "smoothce.cli", "--version"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0
     assert done.stdout.startswith("smoothce ")
@@ -188,7 +189,7 @@ def test_bench_dispatch(capsys):
     else:
         assert code == 2
         assert "smoothce bench" in out
-        assert "smoothce._bench is missing" in err
+        assert "smoothce.cli._bench is missing" in err
 
 
 def test_bundled_digits():

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from smoothce import __version__
 
 __all__ = ["main"]
 
@@ -132,15 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _bench(argv: list[str]) -> int:
     try:
-        bench = importlib.import_module("smoothce._bench")
+        bench = importlib.import_module("smoothce.cli._bench")
     except ModuleNotFoundError as err:
-        if err.name != "smoothce._bench":
+        if err.name != "smoothce.cli._bench":
             raise
         if any(a in ("-h", "--help") for a in argv):
             print(f"usage: smoothce bench [options]\n\n{_BENCH_HELP}\n")
         print(
             "smoothce bench is not available in this installation "
-            "(the module smoothce._bench is missing).",
+            "(the module smoothce.cli._bench is missing).",
             file=sys.stderr,
         )
         return 2

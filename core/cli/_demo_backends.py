@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _loss
+from smoothce import _loss
 
 Params = dict[str, np.ndarray]
 # (params, inputs, targets, eps) -> (loss, gradients); targets are int64 labels (N,) or

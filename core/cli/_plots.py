@@ -12,7 +12,7 @@ import numpy as np
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
 
-from . import metrics
+from smoothce import metrics
 
 
 def write_all(results: list[Any], labels: np.ndarray, out: Path, n_bins: int) -> list[str]:

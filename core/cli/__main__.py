@@ -1,6 +1,6 @@
-"""``python -m smoothce``: the same command line as the ``smoothce`` script."""
+"""``python -m smoothce.cli``: the same command line as the ``smoothce`` script."""
 
-from .cli import main
+from . import main
 
 if __name__ == "__main__":  # importing the module (documentation tools do) must not run it
     raise SystemExit(main())

@@ -20,7 +20,9 @@ from typing import TextIO
 
 import numpy as np
 
-from . import _demo_backends, _loss, metrics
+from smoothce import _loss, metrics
+
+from . import _demo_backends
 
 DIGITS_CITATION = (
     "UCI Optical Recognition of Handwritten Digits (E. Alpaydin and C. Kaynak, 1998; "
@@ -83,7 +85,7 @@ class Data:
 def load_data(path: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
     """``x`` as float32 (N, D) and ``y`` as int64 (N,) from an ``.npz`` with arrays x and y."""
     if path is None:
-        with resources.files("smoothce").joinpath("data/digits.npz").open("rb") as f:
+        with resources.files("smoothce.cli").joinpath("data/digits.npz").open("rb") as f:
             npz = np.load(f)
             x, y = npz["x"], npz["y"]
         description = f"{DIGITS_CITATION}: {len(y)} 8×8 images, 10 classes"

@@ -258,7 +258,7 @@ def _memory_worker(framework: str, n: int, k: int, dtype: str, name: str) -> flo
 def _subprocess(args: list[str]) -> Any:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run(
-        [sys.executable, "-m", "smoothce._bench", *args],
+        [sys.executable, "-m", "smoothce.cli._bench", *args],
         capture_output=True,
         text=True,
         env=env,
