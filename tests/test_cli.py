@@ -56,7 +56,10 @@ def test_demo_help_explains_options(capsys):
 
 def test_python_dash_m_smoothce():
     done = subprocess.run(
-        [sys.executable, "-m", "smoothce.cli", "--version"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "smoothce.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0
     assert done.stdout.startswith("smoothce ")
