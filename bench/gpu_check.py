@@ -136,7 +136,7 @@ def jax_checks(check_shape: tuple[int, int], speed_shape: tuple[int, int]) -> li
     device = jax.devices()[0].platform
 
     def ours(z: Any, y: Any) -> Any:
-        return scj.softmax_cross_entropy_with_integer_labels(z, y, 0.1).mean()
+        return scj.softmax_cross_entropy_with_integer_labels(z, y, label_smoothing=0.1).mean()
 
     def native(z: Any, y: Any) -> Any:
         onehot = jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)

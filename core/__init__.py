@@ -2,14 +2,17 @@
 
 ``smoothce.loss(logits, labels, eps)`` works on NumPy, PyTorch, JAX, TensorFlow and any other
 array-API arrays; ``smoothce.torch``, ``smoothce.jax``, ``smoothce.tensorflow`` and
-``smoothce.keras`` expose it through each framework's own loss interface.
+``smoothce.keras`` expose it through each framework's own loss interface, and
+``smoothce.metrics`` measures calibration.
 """
 
-from ._loss import grad as grad
-from ._loss import loss as loss
-from ._loss import loss_and_grad as loss_and_grad
-from ._loss import smooth_labels as smooth_labels
+from . import metrics as metrics
+from ._api import Array as Array
+from ._api import grad as grad
+from ._api import loss as loss
+from ._api import loss_and_grad as loss_and_grad
+from ._api import smooth_labels as smooth_labels
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["grad", "loss", "loss_and_grad", "smooth_labels"]
+__all__ = ["Array", "grad", "loss", "loss_and_grad", "metrics", "smooth_labels"]

@@ -13,11 +13,9 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-import array_api_compat
-
-from . import _loss
-from ._compat import _is_tensorflow, is_traced, namespace
-from ._compat import device as _device
+from ._api import loss as _loss
+from ._backends import Backend, common_backend
+from ._spec import LabelRangeError, check_index, check_positive
 
 __all__ = [
     "ReliabilityCurve",
@@ -38,7 +36,7 @@ def softmax(logits: Any, *, axis: int = -1) -> Any:
     five times those logits give ``[0.7662, 0.1710, 0.0629]``: scaling the logits up makes the
     output more extreme without changing the predicted class.
     """
-    xp = namespace(logits)
+    xp = _namespace(logits)
     _check_floating(xp, logits, "logits")
     e = xp.exp(logits - xp.max(logits, axis=axis, keepdims=True))
     return e / xp.sum(e, axis=axis, keepdims=True)
@@ -52,7 +50,7 @@ def logit_norm(logits: Any, *, axis: int = -1, centered: bool = False) -> Any:
     ``centered=True`` measures ‖z − mean(z)‖₂ instead, which ignores the shift that softmax
     cannot see.
     """
-    xp = namespace(logits)
+    xp = _namespace(logits)
     _check_floating(xp, logits, "logits")
     if centered:
         logits = logits - xp.mean(logits, axis=axis, keepdims=True)
@@ -94,11 +92,13 @@ def reliability_curve(
     Returns:
       A :class:`ReliabilityCurve` in the input's library.
     """
-    xp, conf, correct = _confidence_and_correct(logits_or_probs, labels, n_bins, from_logits, axis)
-    count, conf_sum, acc_sum = _bin_sums(xp, conf, correct, n_bins)
+    xp, conf, correct, n_bins, device = _confidence_and_correct(
+        logits_or_probs, labels, n_bins, from_logits, axis
+    )
+    count, conf_sum, acc_sum = _bin_sums(xp, conf, correct, n_bins, device)
     nonempty = count > 0
     safe = xp.where(nonempty, count, 1.0)
-    edges = xp.astype(xp.arange(n_bins + 1, device=_device(conf)), conf.dtype) / n_bins
+    edges = xp.astype(xp.arange(n_bins + 1, device=device), conf.dtype) / n_bins
     return ReliabilityCurve(
         edges=edges,
         confidence=xp.where(nonempty, conf_sum / safe, xp.nan),
@@ -134,8 +134,10 @@ def expected_calibration_error(
       A 0-d floating array in the input's library (``float(...)`` gives the number). No
       value-dependent Python branches: it can be traced by ``jax.jit`` or ``tf.function``.
     """
-    xp, conf, correct = _confidence_and_correct(logits_or_probs, labels, n_bins, from_logits, axis)
-    count, conf_sum, acc_sum = _bin_sums(xp, conf, correct, n_bins)
+    xp, conf, correct, n_bins, device = _confidence_and_correct(
+        logits_or_probs, labels, n_bins, from_logits, axis
+    )
+    count, conf_sum, acc_sum = _bin_sums(xp, conf, correct, n_bins, device)
     n = xp.sum(count)
     return xp.sum(xp.abs(acc_sum - conf_sum)) / xp.where(n > 0, n, 1.0)
 
@@ -171,24 +173,32 @@ def fit_temperature(
     Returns:
       T as a Python float.
     """
-    low, high = bounds
+    low, high = (float(b) for b in bounds)
     if not (0 < low < high and math.isfinite(high)):
         raise ValueError(f"bounds must satisfy 0 < low < high < inf, got {bounds!r}")
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol!r}")
-    xp = namespace(logits, labels)
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    backend = common_backend(logits, labels)
+    xp = backend.namespace(logits)
     _check_floating(xp, logits, "logits")
-    if is_traced(logits):
+    if backend.is_traced(logits) or backend.is_traced(labels):
         raise TypeError("fit_temperature needs concrete arrays; it cannot run under jit/tracing")
+    if math.prod(tuple(labels.shape)) == 0:
+        raise ValueError("fit_temperature needs at least one example, got none")
+    if not bool(xp.all(xp.isfinite(logits))):
+        raise ValueError("logits must be finite (no NaN or inf) to fit a temperature")
 
     def nll(log_t: float) -> float:
-        return float(_loss.loss(logits * math.exp(-log_t), labels, 0.0, axis=axis))
+        return float(_loss(logits * math.exp(-log_t), labels, 0.0, axis=axis))
 
     a, b = math.log(low), math.log(high)
     ratio = (math.sqrt(5.0) - 1.0) / 2.0  # 1/φ
     c, d = b - ratio * (b - a), a + ratio * (b - a)
     fc, fd = nll(c), nll(d)
-    while b - a > tol:
+    # the bracket shrinks by 1/φ per step: bounded, whatever tol (below float64's resolution of
+    # log T the bracket stops shrinking, which once made this loop run forever)
+    steps = math.ceil(math.log(tol / (b - a)) / math.log(ratio)) if tol < b - a else 0
+    for _ in range(min(steps, 200)):
         if fc <= fd:  # the minimum of a unimodal function lies in [a, d]
             b, d, fd = d, c, fc
             c = b - ratio * (b - a)
@@ -233,15 +243,18 @@ def noisy_labels(
     Returns:
       New labels, same shape, dtype and library as ``labels``.
     """
-    xp = namespace(labels)
+    backend = common_backend(labels, draws)
+    xp = backend.namespace(labels)
     if not xp.isdtype(labels.dtype, "integral"):
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise TypeError(f"rate must be a number in [0, 1], got {rate!r}")
+    if not 0 <= rate <= 1:
         raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    num_classes = check_positive(num_classes, "num_classes", minimum=2)
+    _check_label_range(backend, xp, labels, num_classes)
     if draws is None:
-        draws = _uniform(xp, labels, rng)
+        draws = backend.uniform(xp, tuple(labels.shape), rng, labels)
     else:
         if tuple(draws.shape) != tuple(labels.shape):
             raise ValueError(
@@ -251,33 +264,50 @@ def noisy_labels(
         _check_floating(xp, draws, "draws")
     if rate == 0:
         return labels
-    index = xp.__array_namespace_info__().default_dtypes(device=_device(labels))["indexing"]
+    index = backend.index_dtype(xp, labels)
     work = xp.astype(labels, index)  # signed, so that uint8 labels can take the sum below
     # u / rate < 1 when the label flips; clamp the rare rounding up to K − 1
     offset = xp.astype((draws / rate) * (num_classes - 1), index)
     offset = xp.where(offset > num_classes - 2, num_classes - 2, offset) + 1
     flipped = (work + offset) % num_classes
-    return xp.astype(xp.where(draws < rate, flipped, work), labels.dtype)
+    # an unread out-of-range label (under tracing) stays as it is, so the loss sees it
+    valid = (work >= 0) & (work < num_classes)
+    return xp.astype(xp.where((draws < rate) & valid, flipped, work), labels.dtype)
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _namespace(x: Any) -> Any:
+    return common_backend(x).namespace(x)
+
+
 def _check_floating(xp: Any, x: Any, name: str) -> None:
     if not xp.isdtype(x.dtype, "real floating"):
-        raise ValueError(f"{name} must be a real floating array, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a real floating array, got dtype {x.dtype}")
+
+
+def _check_label_range(backend: Backend, xp: Any, labels: Any, k: int) -> None:
+    """Labels in [0, k), read when that costs no device synchronisation."""
+    if backend.on_host(labels) and math.prod(tuple(labels.shape)) > 0:
+        low, high = (int(v) for v in backend.extremes(xp, labels))
+        if low < 0 or high >= k:
+            bad = low if low < 0 else high
+            raise LabelRangeError(f"label {bad} is out of range: labels must lie in [0, {k})")
 
 
 def _confidence_and_correct(
-    scores: Any, labels: Any, n_bins: int, from_logits: bool, axis: int
-) -> tuple[Any, Any, Any]:
-    """Flattened confidence c_i and correctness 1[ŷ_i = y_i] (floating), plus the namespace."""
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
-    xp = namespace(scores, labels)
+    scores: Any, labels: Any, n_bins: Any, from_logits: bool, axis: Any
+) -> tuple[Any, Any, Any, int, Any]:
+    """Flattened confidence c_i and correctness 1[ŷ_i = y_i] (floating; NaN for an unread
+    out-of-range label), the namespace, ``n_bins`` as an int and the device."""
+    n_bins = check_positive(n_bins, "n_bins")
+    axis = check_index(axis, "axis")
+    backend = common_backend(scores, labels)
+    xp = backend.namespace(scores)
     _check_floating(xp, scores, "logits_or_probs")
     if not xp.isdtype(labels.dtype, "integral"):
-        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}")
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
     ndim = len(scores.shape)
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of range for an array with {ndim} dimensions")
@@ -288,18 +318,19 @@ def _confidence_and_correct(
             f"labels of shape {tuple(labels.shape)} must have the scores' shape without the "
             f"class axis, {tuple(scores.shape[:-1])}"
         )
-    if not is_traced(labels) and ndim > 0 and math.prod(labels.shape) > 0:
-        if bool(xp.any((labels < 0) | (labels >= k))):
-            raise ValueError(f"labels must lie in [0, {k}), got values outside that range")
+    _check_label_range(backend, xp, labels, k)
     probs = softmax(scores) if from_logits else scores
     probs = xp.reshape(probs, (-1, k))
     conf = xp.max(probs, axis=-1)
     pred = xp.argmax(probs, axis=-1)
-    correct = xp.astype(pred == xp.astype(xp.reshape(labels, (-1,)), pred.dtype), conf.dtype)
-    return xp, conf, correct
+    flat = xp.astype(xp.reshape(labels, (-1,)), pred.dtype)
+    correct = xp.astype(xp.equal(pred, flat), conf.dtype)
+    valid = (flat >= 0) & (flat < k)  # unread bad labels (tracing): NaN, not a number
+    correct = correct * xp.where(valid, xp.ones_like(correct), xp.nan)
+    return xp, conf, correct, n_bins, backend.device(scores)
 
 
-def _bin_sums(xp: Any, conf: Any, correct: Any, n_bins: int) -> tuple[Any, Any, Any]:
+def _bin_sums(xp: Any, conf: Any, correct: Any, n_bins: int, device: Any) -> tuple[Any, Any, Any]:
     """Per-bin example count, Σ confidence and Σ correct, bins ((m−1)/M, m/M].
 
     The bin index of c is the number of inner edges m/M (m = 1..M−1) strictly below c, which
@@ -307,55 +338,11 @@ def _bin_sums(xp: Any, conf: Any, correct: Any, n_bins: int) -> tuple[Any, Any, 
     against a one-hot (n, M) matrix avoids scatter-add, which not every library offers.
     """
     dtype = conf.dtype
-    inner = xp.astype(xp.arange(1, n_bins, device=_device(conf)), dtype) / n_bins
+    inner = xp.astype(xp.arange(1, n_bins, device=device), dtype) / n_bins
     index = xp.sum(xp.astype(xp.expand_dims(conf, axis=-1) > inner, dtype), axis=-1)
-    bins = xp.astype(xp.arange(n_bins, device=_device(conf)), dtype)
-    onehot = xp.astype(xp.expand_dims(index, axis=-1) == bins, dtype)
+    bins = xp.astype(xp.arange(n_bins, device=device), dtype)
+    onehot = xp.astype(xp.equal(xp.expand_dims(index, axis=-1), bins), dtype)
     count = xp.sum(onehot, axis=0)
     conf_sum = xp.sum(onehot * xp.expand_dims(conf, axis=-1), axis=0)
     acc_sum = xp.sum(onehot * xp.expand_dims(correct, axis=-1), axis=0)
     return count, conf_sum, acc_sum
-
-
-def _uniform(xp: Any, labels: Any, rng: Any) -> Any:
-    """Uniform [0, 1) draws of the labels' shape from the labels' own library."""
-    shape = tuple(labels.shape)
-    if _is_tensorflow(labels):
-        import tensorflow as tf
-
-        if isinstance(rng, tf.random.Generator):
-            return rng.uniform(shape, dtype=tf.float32)
-        if isinstance(rng, int):
-            return tf.random.stateless_uniform(shape, seed=[rng, 0], dtype=tf.float32)
-        if rng is None:
-            return tf.random.uniform(shape, dtype=tf.float32)
-        raise TypeError(
-            f"for TensorFlow, rng must be a tf.random.Generator, an int or None, "
-            f"got {type(rng).__name__}"
-        )
-    if array_api_compat.is_torch_array(labels):
-        import torch
-
-        if rng is not None and not isinstance(rng, torch.Generator):
-            raise TypeError(
-                f"for torch, rng must be a torch.Generator or None, got {type(rng).__name__}"
-            )
-        return torch.rand(shape, generator=rng, device=labels.device)
-    if array_api_compat.is_jax_array(labels):
-        import jax
-
-        if rng is None:
-            raise ValueError(
-                "JAX has no global random state: pass rng=jax.random.key(...) or draws=..."
-            )
-        return jax.random.uniform(rng, shape)
-    import numpy as np
-
-    if rng is not None and not isinstance(rng, (int, np.random.Generator)):
-        raise TypeError(
-            f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
-        )
-    u = np.random.default_rng(rng).random(shape)
-    if array_api_compat.is_numpy_array(labels):
-        return u
-    return xp.asarray(u, device=_device(labels))

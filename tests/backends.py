@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 
 
 @dataclass(frozen=True)
@@ -68,21 +70,54 @@ def _strict(a: np.ndarray) -> Any:
     return xs.asarray(a)
 
 
-def _namespaces() -> dict[str, Backend]:
-    import array_api_compat.numpy
-    import array_api_compat.torch
-    import array_api_strict
-    import jax.numpy
-
-    from smoothce._compat import tensorflow_namespace
-
-    return {
-        "numpy": Backend("numpy", np.asarray, array_api_compat.numpy),
-        "array_api_strict": Backend("array_api_strict", _strict, array_api_strict),
-        "torch": Backend("torch", _torch, array_api_compat.torch),
-        "jax": Backend("jax", _jax, jax.numpy),
-        "tensorflow": Backend("tensorflow", _tf, tensorflow_namespace),
-    }
+NAMES = ("numpy", "array_api_strict", "torch", "jax", "tensorflow")
+_MODULES = {
+    "array_api_strict": "array_api_strict",
+    "torch": "torch",
+    "jax": "jax",
+    "tensorflow": "tensorflow",
+}
 
 
-BACKENDS = _namespaces()
+def _namespace(name: str) -> Any:
+    if name == "numpy":
+        import array_api_compat.numpy
+
+        return array_api_compat.numpy
+    if name == "array_api_strict":
+        import array_api_strict
+
+        return array_api_strict
+    if name == "torch":
+        import array_api_compat.torch
+
+        return array_api_compat.torch
+    if name == "jax":
+        import jax.numpy
+
+        return jax.numpy
+    from smoothce._backends import _tf_namespace
+
+    return _tf_namespace
+
+
+_CONVERT = {
+    "numpy": np.asarray,
+    "array_api_strict": _strict,
+    "torch": _torch,
+    "jax": _jax,
+    "tensorflow": _tf,
+}
+
+
+def installed(name: str) -> bool:
+    """Whether the library behind backend ``name`` can be imported here."""
+    module = _MODULES.get(name)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def get(name: str) -> Backend:
+    """Backend ``name``; skips the calling test when its library is not installed."""
+    if not installed(name):
+        pytest.skip(f"{_MODULES[name]} is not installed")
+    return Backend(name, _CONVERT[name], _namespace(name))

@@ -72,9 +72,9 @@ probs = np_(ops.softmax(logits)).astype("float32")  # plain arrays: no remembere
 
 # 1. values and gradients against Keras's CategoricalCrossentropy(label_smoothing=...)
 for from_logits, pred in ((True, logits), (False, probs)):
-    ours = sk.CategoricalCrossentropy(EPS, from_logits=from_logits)
+    ours = sk.CategoricalCrossentropy(label_smoothing=EPS, from_logits=from_logits)
     native = keras.losses.CategoricalCrossentropy(label_smoothing=EPS, from_logits=from_logits)
-    sparse = sk.SparseCategoricalCrossentropy(EPS, from_logits=from_logits)
+    sparse = sk.SparseCategoricalCrossentropy(label_smoothing=EPS, from_logits=from_logits)
     v1, g1 = value_and_grad(lambda p, f=ours: f(onehot, p), pred)
     v2, g2 = value_and_grad(lambda p, f=native: f(onehot, p), pred)
     v3, g3 = value_and_grad(lambda p, f=sparse: f(labels, p), pred)
@@ -93,9 +93,9 @@ oh3 = np.moveaxis(np.eye(K, dtype="float32")[y3], -1, 1)
 smoothed3 = oh3 * (1 - EPS) + EPS / K
 for from_logits, pred in ((True, z3), (False, np_(ops.softmax(z3, axis=1)).astype("float32"))):
     tag = "logits" if from_logits else "probs"
-    ours = sk.CategoricalCrossentropy(EPS, from_logits=from_logits, axis=1)
+    ours = sk.CategoricalCrossentropy(label_smoothing=EPS, from_logits=from_logits, axis=1)
     native = keras.losses.CategoricalCrossentropy(from_logits=from_logits, axis=1)
-    sparse = sk.SparseCategoricalCrossentropy(EPS, from_logits=from_logits, axis=1)
+    sparse = sk.SparseCategoricalCrossentropy(label_smoothing=EPS, from_logits=from_logits, axis=1)
     v1, g1 = value_and_grad(lambda p, f=ours: f(oh3, p), pred)
     v2, g2 = value_and_grad(lambda p, f=native: f(smoothed3, p), pred)
     v3, g3 = value_and_grad(lambda p, f=sparse: f(y3, p), pred)
@@ -106,9 +106,15 @@ for from_logits, pred in ((True, z3), (False, np_(ops.softmax(z3, axis=1)).astyp
 
 # reductions and sample weights are Keras's own
 sw = rng.uniform(0.5, 2.0, size=8).astype("float32")
-per_ex = np_(sk.CategoricalCrossentropy(EPS, from_logits=True, reduction="none")(onehot, logits))
+per_ex = np_(
+    sk.CategoricalCrossentropy(label_smoothing=EPS, from_logits=True, reduction="none")(
+        onehot, logits
+    )
+)
 for red in ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight"):
-    a = sk.CategoricalCrossentropy(EPS, from_logits=True, reduction=red)(onehot, logits, sw)
+    a = sk.CategoricalCrossentropy(label_smoothing=EPS, from_logits=True, reduction=red)(
+        onehot, logits, sw
+    )
     b = keras.losses.CategoricalCrossentropy(label_smoothing=EPS, from_logits=True, reduction=red)(
         onehot, logits, sw
     )
@@ -116,13 +122,17 @@ for red in ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight"):
 results["per_example_shape"] = list(per_ex.shape)
 # labels with a trailing dimension of 1, as Keras accepts them
 results["sparse_column_labels"] = maxdiff(
-    np_(sk.SparseCategoricalCrossentropy(EPS, from_logits=True)(labels[:, None], logits)),
-    np_(sk.CategoricalCrossentropy(EPS, from_logits=True)(onehot, logits)),
+    np_(
+        sk.SparseCategoricalCrossentropy(label_smoothing=EPS, from_logits=True)(
+            labels[:, None], logits
+        )
+    ),
+    np_(sk.CategoricalCrossentropy(label_smoothing=EPS, from_logits=True)(onehot, logits)),
 )
 
 # 2. ignore_class: ε = 0 must match Keras exactly; ε > 0 is the dense loss averaged over kept rows
 for eps in (0.0, EPS):
-    ours = sk.SparseCategoricalCrossentropy(eps, from_logits=True, ignore_class=2)
+    ours = sk.SparseCategoricalCrossentropy(label_smoothing=eps, from_logits=True, ignore_class=2)
     v, g = value_and_grad(lambda p, f=ours: f(labels, p), logits)
     keep = labels != 2
     if eps == 0.0:
@@ -131,7 +141,7 @@ for eps in (0.0, EPS):
         results["ignore_eps0_value"] = maxdiff(v, v2)
         results["ignore_eps0_grad"] = maxdiff(g, g2)
     else:
-        dense = sk.CategoricalCrossentropy(eps, from_logits=True, reduction="sum")
+        dense = sk.CategoricalCrossentropy(label_smoothing=eps, from_logits=True, reduction="sum")
         kept_onehot, n_kept = onehot[keep], keep.sum()
         v2, g2 = value_and_grad(
             lambda p, f=dense, t=kept_onehot, n=n_kept: f(t, p) / n, logits[keep]
@@ -143,18 +153,18 @@ for eps in (0.0, EPS):
 # 3. errors
 errors = {}
 for name, make in {
-    "eps_negative": lambda: sk.CategoricalCrossentropy(-0.1),
-    "eps_above_one": lambda: sk.SparseCategoricalCrossentropy(1.5),
+    "eps_negative": lambda: sk.CategoricalCrossentropy(label_smoothing=-0.1),
+    "eps_above_one": lambda: sk.SparseCategoricalCrossentropy(label_smoothing=1.5),
     "eps_string": lambda: sk.smooth_crossentropy("a"),
-    "label_out_of_range": lambda: sk.SparseCategoricalCrossentropy(EPS, from_logits=True)(
-        np.array([0, 7, 1, 2, 3, 4, 0, 1]), logits
-    ),
+    "label_out_of_range": lambda: sk.SparseCategoricalCrossentropy(
+        label_smoothing=EPS, from_logits=True
+    )(np.array([0, 7, 1, 2, 3, 4, 0, 1]), logits),
 }.items():
     try:
         make()
         errors[name] = "no error"
-    except ValueError as err:
-        errors[name] = str(err)
+    except (ValueError, TypeError) as err:  # a wrong value / a wrong type
+        errors[name] = f"{type(err).__name__}: {err}"
 results["errors"] = errors
 
 # 4. the seed's model, unchanged apart from the loss
@@ -184,8 +194,12 @@ round_trips = {}
 xs = rng.normal(size=(32, 6)).astype("float32")
 ys = np.arange(32) % 10
 for tag, loss, target in (
-    ("cce", sk.CategoricalCrossentropy(0.2, from_logits=False, axis=-1), np.eye(10)[ys]),
-    ("sparse", sk.SparseCategoricalCrossentropy(0.3, ignore_class=9), ys),
+    (
+        "cce",
+        sk.CategoricalCrossentropy(label_smoothing=0.2, from_logits=False, axis=-1),
+        np.eye(10)[ys],
+    ),
+    ("sparse", sk.SparseCategoricalCrossentropy(label_smoothing=0.3, ignore_class=9), ys),
     ("factory", sk.smooth_crossentropy(0.25), np.eye(10)[ys]),
 ):
     keras.utils.set_random_seed(2)
@@ -220,14 +234,14 @@ try:
     # on TensorFlow also through XLA (jax always compiles; torch's jit_compile is torch.compile)
     small.compile(
         optimizer="adam",
-        loss=sk.SparseCategoricalCrossentropy(EPS),
+        loss=sk.SparseCategoricalCrossentropy(label_smoothing=EPS),
         jit_compile=BACKEND == "tensorflow",
     )
     hist = small.fit(xs, labels.repeat(4), epochs=1, batch_size=16, verbose=0)
     preds = small(xs)
     results["mixed_pred_dtype"] = str(ops.convert_to_numpy(preds).dtype)
     results["mixed_history"] = [float(v) for v in hist.history["loss"]]
-    ours = sk.SparseCategoricalCrossentropy(EPS)(labels.repeat(4), preds)
+    ours = sk.SparseCategoricalCrossentropy(label_smoothing=EPS)(labels.repeat(4), preds)
     native = keras.losses.CategoricalCrossentropy(label_smoothing=EPS)(
         np.eye(K, dtype="float32")[labels.repeat(4)], preds
     )

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import smoothce
-from smoothce._compat import inplace
-from smoothce._compat.inplace import inplace_ops
-from tests.backends import BACKENDS, to_numpy
+from smoothce._backends import _inplace, backend_of
+from smoothce._backends.numpy import NumPyInPlace, float16
+from smoothce._backends.torch import TorchInPlace
+from tests.backends import get, to_numpy
 
 IN_PLACE = ["numpy", "torch"]
 
@@ -23,7 +24,7 @@ IN_PLACE = ["numpy", "torch"]
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 2**13 elements, so that small test arrays still span many blocks and threads."""
-    for ops in (inplace._NumPyInPlace, inplace._TorchInPlace):
+    for ops in (NumPyInPlace, TorchInPlace):
         monkeypatch.setattr(ops, "block_elements", 1 << 13)
 
 
@@ -53,11 +54,11 @@ def _case(rng, n, k, integer):
     ids=["mean", "none", "weight", "where", "others", "eps0"],
 )
 def test_blocked_equals_plain(rng, name, integer, options):
-    backend = BACKENDS[name]
+    backend = get(name)
     n, k = 40, 9000
     logits, labels = _case(rng, n, k, integer)
     z = backend.asarray(logits)
-    assert inplace_ops(backend.namespace, z).block_elements < n * k  # several blocks
+    assert backend_of(z).inplace_ops(backend.namespace, z).block_elements < n * k  # several blocks
     kw = dict(options)
     eps = kw.pop("eps", 0.1)
     if kw.pop("weight", False):
@@ -89,14 +90,12 @@ def test_blocked_equals_plain(rng, name, integer, options):
 @pytest.mark.usefixtures("small_blocks")
 @pytest.mark.parametrize("name", IN_PLACE)
 def test_blocked_float16_equals_plain(rng, name):
-    backend = BACKENDS[name]
+    backend = get(name)
     logits = (rng.normal(size=(64, 3000)) * 3).astype(np.float16)
     labels = rng.integers(0, 3000, size=64)
     blocked = smoothce.loss_and_grad(backend.asarray(logits), backend.asarray(labels), 0.1)
     # the plain path on JAX, which has no in-place primitives
-    plain = smoothce.loss_and_grad(
-        BACKENDS["jax"].asarray(logits), BACKENDS["jax"].asarray(labels), 0.1
-    )
+    plain = smoothce.loss_and_grad(get("jax").asarray(logits), get("jax").asarray(labels), 0.1)
     assert blocked[1].dtype == backend.asarray(logits).dtype
     np.testing.assert_allclose(to_numpy(blocked[0]), to_numpy(plain[0]), rtol=1e-3)
     np.testing.assert_allclose(to_numpy(blocked[1]), to_numpy(plain[1]), atol=1e-6)
@@ -106,11 +105,12 @@ def test_blocked_float16_equals_plain(rng, name):
 def test_float32_exp_through_exp2_stays_within_a_few_ulp(name):
     """Large float32 CPU blocks take exp(a) = exp2(a·log2 e): ≤ 5 ulp where a > −10, and within
     the bound of rounding log2 e and the product to float32 (|a| ulp) plus exp2's own ulp."""
-    backend = BACKENDS[name]
+    backend = get(name)
     a = np.linspace(-80, 0, 1 << 16, dtype=np.float32)  # exp stays a normal float32
-    assert a.size >= inplace._EXP2_FROM
+    assert a.size >= _inplace.EXP2_FROM
     x = backend.asarray(a)
-    got = to_numpy(inplace_ops(backend.namespace, x).exp(x, backend.asarray(np.empty_like(a))))
+    ops = backend_of(x).inplace_ops(backend.namespace, x)
+    got = to_numpy(ops.exp(x, backend.asarray(np.empty_like(a))))
     exact = np.exp(a.astype(np.float64))
     ulps = np.abs(got - exact) / (np.finfo(np.float32).eps * exact)
     assert ulps[a > -10].max() <= 5
@@ -120,7 +120,7 @@ def test_float32_exp_through_exp2_stays_within_a_few_ulp(name):
 @pytest.mark.parametrize("name", IN_PLACE)
 def test_float32_blocks_match_float64_reference(rng, name):
     """A float32 input big enough for the exp2 route agrees with the float64 plain path."""
-    backend = BACKENDS[name]
+    backend = get(name)
     logits = rng.normal(size=(64, 1000)) * 4
     labels = rng.integers(0, 1000, size=64)
     loss, grad = smoothce.loss_and_grad(
@@ -145,7 +145,7 @@ def test_numpy_float16_cast_matches_astype_bit_for_bit(rng):
     ):
         with np.errstate(over="ignore"):
             expected = x.astype(np.float16)
-            got = inplace._float16(x)
+            got = float16(x)
         assert got.dtype == np.float16
         same = (got.view(np.uint16) == expected.view(np.uint16)) | np.isnan(expected)
         assert same.all()
@@ -158,9 +158,9 @@ def test_float16_gradient_is_the_float32_one_rounded(rng, monkeypatch, name, blo
     """float16 logits are computed in float32; the gradient is that result rounded once, the
     way astype rounds (mean over many classes: most entries are float16 subnormals)."""
     if blocks == "many blocks":
-        for ops in (inplace._NumPyInPlace, inplace._TorchInPlace):
+        for ops in (NumPyInPlace, TorchInPlace):
             monkeypatch.setattr(ops, "block_elements", 1 << 13)
-    backend = BACKENDS[name]
+    backend = get(name)
     logits = (rng.normal(size=(48, 3000)) * 3).astype(np.float16)
     y = backend.asarray(rng.integers(0, 3000, size=48))
     half = smoothce.grad(backend.asarray(logits), y, 0.1)
@@ -175,7 +175,7 @@ def test_float16_gradient_is_the_float32_one_rounded(rng, monkeypatch, name, blo
 @pytest.mark.parametrize("name", IN_PLACE)
 @pytest.mark.parametrize("dtype", [np.float64, np.float16])
 def test_overwrite_logits_equals_plain_and_reuses_the_buffer(rng, name, dtype):
-    backend = BACKENDS[name]
+    backend = get(name)
     logits, labels = _case(rng, 30, 5000, True)
     logits = logits.astype(dtype)
     y = backend.asarray(labels)
@@ -219,7 +219,7 @@ def test_overwrite_logits_allocates_no_gradient_buffer(rng):
     ids=["jax", "strict", "tensorflow", "torch-requires-grad", "fortran", "transposed"],
 )
 def test_overwrite_logits_refuses_what_it_cannot_write(rng, backend, prepare):
-    xp = BACKENDS[backend]
+    xp = get(backend)
     logits = xp.asarray(rng.normal(size=(4, 5)))
     if prepare is not None:
         logits = prepare(logits)

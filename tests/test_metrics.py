@@ -159,21 +159,22 @@ def test_ece_traces_under_jit_and_tf_function(rng):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"n_bins": 0}, "n_bins"),
-        ({"n_bins": 2.5}, "n_bins"),
-        ({"labels": np.array([0, 1])}, "shape"),
-        ({"labels": np.array([0, 1, 5])}, r"\[0, 3\)"),
-        ({"labels": np.array([0.0, 1.0, 2.0])}, "integer"),
-        ({"logits": np.array([[1, 2, 3]] * 3)}, "floating"),
+        # wrong values are ValueErrors, wrong types and dtypes TypeErrors
+        ({"n_bins": 0}, ValueError, "n_bins"),
+        ({"n_bins": 2.5}, TypeError, "n_bins"),
+        ({"labels": np.array([0, 1])}, ValueError, "shape"),
+        ({"labels": np.array([0, 1, 5])}, ValueError, r"\[0, 3\)"),
+        ({"labels": np.array([0.0, 1.0, 2.0])}, TypeError, "integer"),
+        ({"logits": np.array([[1, 2, 3]] * 3)}, TypeError, "floating"),
     ],
 )
-def test_ece_bad_input(xp, kwargs, message):
+def test_ece_bad_input(xp, kwargs, error, message):
     kwargs = dict(kwargs)  # the parametrised dict is shared between backends
     logits = kwargs.pop("logits", np.zeros((3, 3)))
     labels = kwargs.pop("labels", np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         metrics.expected_calibration_error(xp.asarray(logits), xp.asarray(labels), **kwargs)
 
 
@@ -273,7 +274,7 @@ def test_noisy_labels_errors(xp):
         metrics.noisy_labels(y, 0.1, 1)
     with pytest.raises(ValueError, match="draws of shape"):
         metrics.noisy_labels(y, 0.1, 3, draws=xp.asarray(np.zeros(2)))
-    with pytest.raises(ValueError, match="integer"):
+    with pytest.raises(TypeError, match="integer"):
         metrics.noisy_labels(xp.asarray(np.zeros(3)), 0.1, 3)
 
 

@@ -57,7 +57,10 @@ def test_sparse_matches_tf_nn(rng, mode, dtype):
 
     ours = _compiled(
         lambda z, y, w: _loss_and_grads(
-            lambda a, b: stf.sparse_softmax_cross_entropy_with_logits(a, b, EPS), z, y, w
+            lambda a, b: stf.sparse_softmax_cross_entropy_with_logits(a, b, label_smoothing=EPS),
+            z,
+            y,
+            w,
         )[:2],
         mode,
     )
@@ -88,7 +91,10 @@ def test_dense_matches_tf_nn(rng, mode, axis):
 
     def ours(z, y, w):
         return _loss_and_grads(
-            lambda a, b: stf.softmax_cross_entropy_with_logits(a, b, EPS, axis), z, y, w
+            lambda a, b: stf.softmax_cross_entropy_with_logits(a, b, axis, label_smoothing=EPS),
+            z,
+            y,
+            w,
         )
 
     def native(z, y, w):
@@ -114,11 +120,11 @@ def test_sparse_equals_dense_and_zero_smoothing_equals_tf_nn(rng):
     labels = tf.constant(rng.integers(0, k, size=5), dtype=tf.int64)
     onehot = tf.one_hot(labels, k, dtype=tf.float32)
     for eps in (0.0, 0.1, 1.0):
-        sparse = stf.sparse_softmax_cross_entropy_with_logits(labels, logits, eps)
-        dense = stf.softmax_cross_entropy_with_logits(onehot, logits, eps)
+        sparse = stf.sparse_softmax_cross_entropy_with_logits(labels, logits, label_smoothing=eps)
+        dense = stf.softmax_cross_entropy_with_logits(onehot, logits, label_smoothing=eps)
         np.testing.assert_allclose(sparse.numpy(), dense.numpy(), rtol=1e-6)
     np.testing.assert_allclose(
-        stf.sparse_softmax_cross_entropy_with_logits(labels, logits, 0.0).numpy(),
+        stf.sparse_softmax_cross_entropy_with_logits(labels, logits, label_smoothing=0.0).numpy(),
         tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits).numpy(),
         rtol=1e-6,
     )
@@ -141,7 +147,9 @@ def test_second_order_matches_tf_nn(rng):
             squared = tf.reduce_sum(g * g)
         return outer.gradient(squared, logits).numpy()
 
-    ours = hvp(lambda: stf.sparse_softmax_cross_entropy_with_logits(labels, logits, EPS))
+    ours = hvp(
+        lambda: stf.sparse_softmax_cross_entropy_with_logits(labels, logits, label_smoothing=EPS)
+    )
     native = hvp(lambda: tf.nn.softmax_cross_entropy_with_logits(smoothed, logits))
     np.testing.assert_allclose(ours, native, rtol=1e-10, atol=1e-12)
 
@@ -154,12 +162,14 @@ def test_half_precision_keeps_dtype_and_accuracy(rng, dtype):
     labels = tf.constant(rng.integers(0, k, size=6))
     with tf.GradientTape() as tape:
         tape.watch(logits)
-        value = stf.sparse_softmax_cross_entropy_with_logits(labels, logits, EPS)
+        value = stf.sparse_softmax_cross_entropy_with_logits(labels, logits, label_smoothing=EPS)
         total = tf.reduce_sum(value)
     grad = tape.gradient(total, logits)
     assert value.dtype == dtype and grad.dtype == dtype
     # reference: float32 on the same (rounded) logits
-    exact = stf.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32), EPS)
+    exact = stf.sparse_softmax_cross_entropy_with_logits(
+        labels, tf.cast(logits, tf.float32), label_smoothing=EPS
+    )
     tol = 1e-2 if dtype == tf.float16 else 3e-2
     np.testing.assert_allclose(tf.cast(value, tf.float32).numpy(), exact.numpy(), rtol=tol)
     assert np.all(np.isfinite(tf.cast(grad, tf.float32).numpy()))
@@ -176,12 +186,12 @@ def test_unknown_batch_size_and_tensor_smoothing(rng):
         ]
     )
     def per_example(y, z):
-        return stf.sparse_softmax_cross_entropy_with_logits(y, z, eps_var)
+        return stf.sparse_softmax_cross_entropy_with_logits(y, z, label_smoothing=eps_var)
 
     logits = rng.normal(size=(3, k)).astype("float32")
     labels = np.array([0, 4, 2], dtype="int32")
     got = per_example(labels, logits).numpy()
-    want = stf.sparse_softmax_cross_entropy_with_logits(labels, logits, 0.2).numpy()
+    want = stf.sparse_softmax_cross_entropy_with_logits(labels, logits, label_smoothing=0.2).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-6)
     eps_var.assign(0.0)  # the traced function reads the variable afresh
     np.testing.assert_allclose(
@@ -194,23 +204,28 @@ def test_unknown_batch_size_and_tensor_smoothing(rng):
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "x", None])
 def test_bad_label_smoothing_raises(bad):
     logits = tf.zeros((2, 3))
-    with pytest.raises(ValueError, match="label_smoothing"):
-        stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, bad)
-    with pytest.raises(ValueError, match="label_smoothing"):
-        stf.softmax_cross_entropy_with_logits(tf.ones((2, 3)) / 3, logits, bad)
+    error = ValueError if isinstance(bad, float) else TypeError  # a wrong value, a wrong type
+    with pytest.raises(error, match="label_smoothing"):
+        stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, label_smoothing=bad)
+    with pytest.raises(error, match="label_smoothing"):
+        stf.softmax_cross_entropy_with_logits(tf.ones((2, 3)) / 3, logits, label_smoothing=bad)
     if isinstance(bad, float):
         with pytest.raises(ValueError, match="label_smoothing"):
-            stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, tf.constant(bad))
+            stf.sparse_softmax_cross_entropy_with_logits(
+                [0, 1], logits, label_smoothing=tf.constant(bad)
+            )
 
 
 def test_label_smoothing_tensor_must_be_a_scalar():
     logits = tf.zeros((2, 3))
     with pytest.raises(ValueError, match=r"label_smoothing must be a scalar.*\(2,\)"):
-        stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, tf.constant([0.1, 0.2]))
+        stf.sparse_softmax_cross_entropy_with_logits(
+            [0, 1], logits, label_smoothing=tf.constant([0.1, 0.2])
+        )
 
     @tf.function
     def traced(eps):  # the rank is static, so a graph refuses it as well
-        return stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, eps)
+        return stf.sparse_softmax_cross_entropy_with_logits([0, 1], logits, label_smoothing=eps)
 
     with pytest.raises(ValueError, match="label_smoothing must be a scalar"):
         traced(tf.constant([0.1, 0.2]))

@@ -35,8 +35,10 @@ def step(weights: tf.Variable, xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor,
     """Loss summed over the batch / global batch, and its gradient w.r.t. the weights."""
     with tf.GradientTape() as tape:
         logits = xb @ weights
-        sparse = stf.sparse_softmax_cross_entropy_with_logits(yb, logits, EPS)
-        dense = stf.softmax_cross_entropy_with_logits(tf.one_hot(yb, K), logits, EPS)
+        sparse = stf.sparse_softmax_cross_entropy_with_logits(yb, logits, label_smoothing=EPS)
+        dense = stf.softmax_cross_entropy_with_logits(
+            tf.one_hot(yb, K), logits, label_smoothing=EPS
+        )
         loss = tf.reduce_sum(sparse + dense) / GLOBAL_BATCH
     return loss, tape.gradient(loss, weights)
 
@@ -76,7 +78,7 @@ with strategy.scope():
     model = keras.Sequential(
         [keras.Input(shape=(FEATURES,)), keras.layers.Dense(K, activation="softmax")]
     )
-    model.compile(optimizer="adam", loss=sk.SparseCategoricalCrossentropy(EPS))
+    model.compile(optimizer="adam", loss=sk.SparseCategoricalCrossentropy(label_smoothing=EPS))
 history = model.fit(x, y, epochs=2, batch_size=GLOBAL_BATCH, verbose=0)
 results["keras_history"] = [float(v) for v in history.history["loss"]]
 # Keras's native loss on the same model and data: the strategy-scaled reductions must agree

@@ -1,16 +1,15 @@
-"""The seed's factory: ε as a parameter, the loss returned as ``loss_fn(y_true, y_pred)``."""
+"""The source post's loss factory: ε as a parameter, the loss as ``loss_fn(y_true, y_pred)``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import keras
+from keras import ops
 
-from smoothce._validate import smoothing
+from ._losses import loss_spec, per_example
 
-from ._losses import as_logits, per_example
-
-__all__ = ["smooth_crossentropy"]
+__all__ = ["SmoothCrossentropyFn", "smooth_crossentropy"]
 
 
 @keras.saving.register_keras_serializable(package="smoothce")
@@ -22,15 +21,14 @@ class SmoothCrossentropyFn:
     """
 
     def __init__(self, eps: float = 0.1, from_logits: bool = False) -> None:
-        self.eps = smoothing(eps)
+        self.spec = loss_spec(eps, -1, from_logits=bool(from_logits))
+        self.eps = self.spec.eps
         self.from_logits = bool(from_logits)
         self.__name__ = "smooth_crossentropy"  # Keras names the compiled loss after it
 
     def __call__(self, y_true: Any, y_pred: Any) -> Any:
-        y_pred = keras.ops.convert_to_tensor(y_pred)
-        logits = as_logits(y_pred, self.from_logits, -1)
-        labels = keras.ops.cast(y_true, logits.dtype)
-        return per_example(logits, labels, self.eps, -1)
+        y_pred = ops.convert_to_tensor(y_pred)
+        return per_example(self.spec, y_pred, ops.cast(y_true, y_pred.dtype))
 
     def get_config(self) -> dict[str, Any]:
         return {"eps": self.eps, "from_logits": self.from_logits}
@@ -44,15 +42,27 @@ class SmoothCrossentropyFn:
 
 
 def smooth_crossentropy(eps: float = 0.1, from_logits: bool = False) -> SmoothCrossentropyFn:
-    r"""The seed blog post's label-smoothed loss with ε as a parameter.
+    r"""The source post's label-smoothed loss, with ε as a parameter instead of a fixed 0.1.
 
-    Returns ``loss_fn(y_true, y_pred)`` giving one loss per example for one-hot (or probability)
-    ``y_true`` and softmax outputs ``y_pred`` (logits with ``from_logits=True``), classes last::
+    Returns ``loss_fn(y_true, y_pred)`` giving one loss per example for one-hot (or
+    probability) ``y_true`` and softmax outputs ``y_pred`` (logits with ``from_logits=True``),
+    classes last:
 
-        loss_fn(y, p) = (1 − ε)·CE(y, p) + ε·CE(uniform, p) = −Σ_c ((1 − ε)·y_c + ε/K)·log p_c
+    .. math::
 
-    Use it as ``model.compile(optimizer="adam", loss=smooth_crossentropy(0.1))``; Keras averages
-    the per-example values over the batch. The returned object is registered with Keras, so a
-    model compiled with it survives ``model.save`` / ``keras.models.load_model``.
+        \mathrm{loss}(y, p) = (1 - \varepsilon)\,\mathrm{CE}(y, p)
+            + \varepsilon\,\mathrm{CE}(\mathrm{uniform}, p)
+            = -\sum_c \bigl((1 - \varepsilon) y_c + \varepsilon/K\bigr) \log p_c
+
+    Use it as ``model.compile(optimizer="adam", loss=smooth_crossentropy(0.1))``; Keras
+    averages the per-example values over the batch. The returned object is registered with
+    Keras, so a model compiled with it survives ``model.save`` / ``keras.models.load_model``.
+
+    Example:
+      >>> import numpy as np, smoothce.keras
+      >>> loss_fn = smoothce.keras.smooth_crossentropy(0.1, from_logits=True)
+      >>> values = loss_fn(np.array([[1.0, 0.0, 0.0]]), np.array([[2.0, 1.0, 0.1]]))
+      >>> [round(float(v), 4) for v in values]
+      [0.5137]
     """
     return SmoothCrossentropyFn(eps, from_logits)

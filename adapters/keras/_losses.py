@@ -1,111 +1,187 @@
 """Keras 3 losses whose values and gradients come from smoothce's core.
 
 Keras does the plumbing it always does (casting to the loss dtype, sample weights, masks,
-reductions, serialization); ``call`` only turns Keras's inputs into the core's inputs (logits and
-labels) and returns one loss per example. The tensors stay in the active backend's type and the
-core dispatches on that type, so the same classes work with KERAS_BACKEND=tensorflow, jax and
-torch. On TensorFlow the gradient is the core's, registered by smoothce.tensorflow; on JAX and
-torch the backend's autodiff differentiates the core's array-API operations.
+reductions, serialization); ``call`` only turns Keras's inputs into one
+:class:`~smoothce.internal.LossSpec` and hands it, with the logits (or probabilities) and the
+labels, to the smoothce adapter of the active Keras backend, whose autodiff rule carries the
+core's derivatives: ``smoothce.tensorflow`` (``tf.custom_gradient``), ``smoothce.jax``
+(``jax.custom_jvp``) or ``smoothce.torch`` (``torch.autograd.Function``). Probabilities
+(``from_logits=False``) are turned into log-probabilities by the core, the way Keras does it.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import keras
 from keras import ops
 
 import smoothce
-from smoothce._validate import class_axis, smoothing
+from smoothce.internal import LossSpec, Names, check_index
 
-__all__ = ["CategoricalCrossentropy", "SparseCategoricalCrossentropy"]
+__all__ = [
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+    "categorical_crossentropy",
+    "sparse_categorical_crossentropy",
+]
 
-
-def check_axis(axis: Any) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise ValueError(f"axis must be an int, got {axis!r}")
-    return axis
-
-
-def as_logits(y_pred: Any, from_logits: bool, axis: int) -> Any:
-    """Logits for the core: ``y_pred`` itself, or log-probabilities made the way Keras does.
-
-    For probabilities Keras divides by their sum along ``axis`` and clips to
-    [ε_K, 1 − ε_K] (ε_K = ``keras.config.epsilon()``, 1e-7); the log of that is a valid logit
-    vector, since softmax(log p) = p / Σp. On the TensorFlow backend Keras's softmax remembers
-    its input on the output tensor (``_keras_logits``) and Keras's own cross-entropy uses it, so
-    a softmax output layer is handled from its logits; that is mirrored here.
-    """
-    if from_logits:
-        return y_pred
-    remembered = getattr(y_pred, "_keras_logits", None)
-    if remembered is not None:
-        return ops.cast(remembered, y_pred.dtype)
-    probs = y_pred / ops.sum(y_pred, axis=axis, keepdims=True)
-    tiny = keras.config.epsilon()
-    return ops.log(ops.clip(probs, tiny, 1.0 - tiny))
+NAMES = Names(logits="y_pred", labels="y_true", eps="label_smoothing", ignore_index="ignore_class")
+_ADAPTERS = {"tensorflow": "smoothce.tensorflow", "jax": "smoothce.jax", "torch": "smoothce.torch"}
 
 
-def per_example(
-    logits: Any, labels: Any, eps: float, axis: int, ignore_index: int | None = None
-) -> Any:
-    """The core's per-example loss on the active backend, differentiable by that backend.
-
-    ``ignore_index`` (integer labels only) is the core's: those examples get loss 0 and no
-    gradient.
-    """
-    if keras.backend.backend() == "tensorflow":
-        from smoothce.tensorflow import _nn
-
-        ax = class_axis(len(logits.shape), axis)
-        if labels.dtype.is_integer:
-            return _nn._sparse_with_grad(eps, ax, ignore_index)(logits, labels)
-        return _nn._dense_with_grad(eps, ax, labels_grad=False)(logits, labels)
-    return smoothce.loss(
-        logits, labels, eps, axis=axis, ignore_index=ignore_index, reduction="none"
+def loss_spec(
+    label_smoothing: Any, axis: Any, *, ignore_class: Any = None, from_logits: bool = True
+) -> LossSpec:
+    """The per-example spec of a Keras loss (checked when the loss is made)."""
+    probabilities = None if from_logits else float(keras.config.epsilon())
+    return LossSpec(
+        label_smoothing,
+        axis,
+        ignore_index=ignore_class,
+        reduction="none",
+        probabilities=probabilities,
+        names=NAMES,
     )
+
+
+def per_example(spec: LossSpec, y_pred: Any, labels: Any) -> Any:
+    """One loss per example on the active backend, differentiable by that backend.
+
+    On the TensorFlow backend Keras's softmax remembers its input on the output tensor
+    (``_keras_logits``) and Keras's own cross-entropy uses it, so a softmax output layer is
+    handled from its logits; that is mirrored here.
+    """
+    if spec.probabilities is not None:
+        remembered = getattr(y_pred, "_keras_logits", None)
+        if remembered is not None:
+            y_pred, spec = ops.cast(remembered, y_pred.dtype), spec.replace(probabilities=None)
+    module = _ADAPTERS.get(keras.backend.backend())
+    if module is None:  # e.g. the numpy backend: values only
+        return smoothce.internal.evaluate(spec, y_pred, labels).value
+    return importlib.import_module(module).differentiable_loss(spec, y_pred, labels)
+
+
+def categorical_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    from_logits: bool = False,
+    label_smoothing: float = 0.1,
+    axis: int = -1,
+) -> Any:
+    r"""Per-example label-smoothed cross-entropy, ``keras.losses.categorical_crossentropy``'s form.
+
+    :math:`L = -\sum_c q_c \log p_c` with :math:`q = (1 - \varepsilon)\,y + \varepsilon/K`;
+    p = softmax(``y_pred``) when ``from_logits``, else ``y_pred`` normalised and clipped as
+    Keras does. Same arguments and order as Keras's; only the default ``label_smoothing``
+    differs (0.1).
+
+    Example:
+      >>> import numpy as np, smoothce.keras
+      >>> loss = smoothce.keras.categorical_crossentropy(
+      ...     np.array([[1.0, 0.0, 0.0]]), np.array([[2.0, 1.0, 0.1]]), from_logits=True)
+      >>> [round(float(v), 4) for v in loss]
+      [0.5137]
+    """
+    spec = loss_spec(label_smoothing, axis, from_logits=bool(from_logits))
+    y_pred = ops.convert_to_tensor(y_pred)
+    return per_example(spec, y_pred, ops.cast(y_true, y_pred.dtype))
+
+
+def sparse_categorical_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    from_logits: bool = False,
+    ignore_class: int | None = None,
+    axis: int = -1,
+    *,
+    label_smoothing: float = 0.1,
+) -> Any:
+    r"""Per-example label-smoothed cross-entropy for integer labels, no one-hot built.
+
+    :math:`L = \operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{K}\sum_c z_c`.
+    ``keras.losses.sparse_categorical_crossentropy``'s arguments and order, plus the
+    keyword-only ``label_smoothing`` (Keras's sparse loss has none). Examples whose label is
+    ``ignore_class`` get loss 0.
+
+    Example:
+      >>> import numpy as np, smoothce.keras
+      >>> loss = smoothce.keras.sparse_categorical_crossentropy(
+      ...     np.array([0]), np.array([[2.0, 1.0, 0.1]]), from_logits=True)
+      >>> [round(float(v), 4) for v in loss]
+      [0.5137]
+    """
+    spec = loss_spec(
+        label_smoothing, axis, ignore_class=ignore_class, from_logits=bool(from_logits)
+    )
+    y_pred = ops.convert_to_tensor(y_pred)
+    return per_example(spec, y_pred, _integer_labels(y_true, y_pred, spec))
+
+
+def _integer_labels(y_true: Any, y_pred: Any, spec: LossSpec) -> Any:
+    """Labels of y_pred's shape without the class axis, as int32; Keras's size-1 class (or
+    trailing) dimension is squeezed."""
+    rank = len(y_pred.shape)
+    if not -rank <= spec.axis < rank:
+        raise ValueError(f"axis {spec.axis} is out of range for y_pred with {rank} dimensions")
+    ax = spec.axis % rank
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) == rank:
+        squeeze = ax if y_true.shape[ax] == 1 else -1 if y_true.shape[-1] == 1 else None
+        if squeeze is None:
+            raise ValueError(
+                f"y_true of shape {tuple(y_true.shape)} does not fit y_pred of shape "
+                f"{tuple(y_pred.shape)}: integer labels have y_pred's shape without axis {ax}"
+            )
+        y_true = ops.squeeze(y_true, axis=squeeze)
+    return ops.cast(y_true, "int32")
 
 
 @keras.saving.register_keras_serializable(package="smoothce")
 class CategoricalCrossentropy(keras.losses.Loss):
     r"""Label-smoothed categorical cross-entropy for one-hot or probability targets.
 
-    Drop-in for ``keras.losses.CategoricalCrossentropy`` with ``label_smoothing`` first and
-    defaulting to 0.1. Per example, with K classes on ``axis`` and q = (1 − ε)·y + ε/K::
-
-        loss = −Σ_c q_c · log p_c
-
-    where p = softmax(y_pred) when ``from_logits=True``, else ``y_pred`` normalised and clipped as
-    Keras does. Reductions, ``sample_weight`` and serialization are Keras's.
+    Drop-in for ``keras.losses.CategoricalCrossentropy``: the same arguments in the same
+    order; only the default ``label_smoothing`` differs (0.1). Per example, with K classes on
+    ``axis`` and :math:`q = (1 - \varepsilon)\,y + \varepsilon/K`,
+    :math:`L = -\sum_c q_c \log p_c`, where p = softmax(y_pred) when ``from_logits=True``,
+    else ``y_pred`` normalised and clipped as Keras does. Reductions, ``sample_weight`` and
+    serialization are Keras's.
 
     Args:
-      label_smoothing: ε in [0, 1].
       from_logits: whether ``y_pred`` holds logits rather than probabilities.
+      label_smoothing: ε in [0, 1].
       axis: the class axis (K is its size, also for ``axis != -1``).
       reduction: any Keras reduction (``"sum_over_batch_size"``, ``"sum"``, ``"mean"``,
         ``"mean_with_sample_weight"``, ``"none"`` or ``None``).
       name: the loss's name.
       dtype: the loss's computation dtype (``keras.backend.floatx()`` when ``None``).
+
+    Example:
+      >>> import numpy as np, smoothce.keras
+      >>> loss = smoothce.keras.CategoricalCrossentropy(from_logits=True)
+      >>> round(float(loss(np.array([[1.0, 0.0, 0.0]]), np.array([[2.0, 1.0, 0.1]]))), 4)
+      0.5137
     """
 
     def __init__(
         self,
-        label_smoothing: float = 0.1,
         from_logits: bool = False,
+        label_smoothing: float = 0.1,
         axis: int = -1,
         reduction: str | None = "sum_over_batch_size",
         name: str = "categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.label_smoothing = smoothing(label_smoothing)
+        self.spec = loss_spec(label_smoothing, axis, from_logits=bool(from_logits))
+        self.label_smoothing = self.spec.eps
         self.from_logits = bool(from_logits)
-        self.axis = check_axis(axis)
+        self.axis = self.spec.axis
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        logits = as_logits(y_pred, self.from_logits, self.axis)
-        labels = ops.cast(y_true, logits.dtype)
-        return per_example(logits, labels, self.label_smoothing, self.axis)
+        return per_example(self.spec, y_pred, ops.cast(y_true, y_pred.dtype))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -119,67 +195,73 @@ class CategoricalCrossentropy(keras.losses.Loss):
 class SparseCategoricalCrossentropy(keras.losses.Loss):
     r"""Label-smoothed cross-entropy for integer class labels, without building a one-hot.
 
-    Drop-in for ``keras.losses.SparseCategoricalCrossentropy`` plus ``label_smoothing`` (which
-    Keras's sparse loss lacks). Per example with label y::
-
-        loss = lse(z) − (1 − ε)·z_y − (ε/K)·Σ_c z_c
-
+    Drop-in for ``keras.losses.SparseCategoricalCrossentropy``: the same arguments in the
+    same order, plus the keyword-only ``label_smoothing`` (which Keras's sparse loss lacks).
+    Per example with label y,
+    :math:`L = \operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{K}\sum_c z_c`
     with z the logits (or log-probabilities when ``from_logits=False``), which equals
     :class:`CategoricalCrossentropy` on ``one_hot(y)``.
 
     Args:
-      label_smoothing: ε in [0, 1].
       from_logits: whether ``y_pred`` holds logits rather than probabilities.
       ignore_class: a label value whose examples get loss 0 and are masked out of the
         reduction, as in Keras (``"sum_over_batch_size"`` then averages over the other
         examples only). ``None`` ignores nothing.
+      reduction: Keras's reduction of the per-example losses.
       axis: the class axis of ``y_pred``; ``y_true`` has ``y_pred``'s shape without it (a
         trailing or class-axis dimension of size 1 is squeezed, as Keras does).
-      reduction: Keras's reduction of the per-example losses ("sum_over_batch_size", "sum",
-        "mean", "mean_with_sample_weight", "none" or None).
       name: the loss's name, Keras's default kept for a drop-in swap.
       dtype: the loss dtype (Keras's policy when None).
+      label_smoothing: ε in [0, 1] (keyword-only).
 
-    Labels arrive as floats (Keras casts ``y_true`` to the loss dtype) and are cast back to
-    int32. Eagerly an out-of-range label raises ``ValueError``; in compiled training steps it
+    Integer labels are read before Keras casts them to the loss dtype, so float16 and
+    bfloat16 losses keep labels above 2048 and 256 exact (Keras's own loss rounds them).
+    Eagerly an out-of-range label raises ``ValueError``; in compiled training steps it
     cannot be checked and turns that example's loss into NaN.
+
+    Example:
+      >>> import numpy as np, smoothce.keras
+      >>> loss = smoothce.keras.SparseCategoricalCrossentropy(from_logits=True)
+      >>> round(float(loss(np.array([0]), np.array([[2.0, 1.0, 0.1]]))), 4)
+      0.5137
     """
 
     def __init__(
         self,
-        label_smoothing: float = 0.1,
         from_logits: bool = False,
         ignore_class: int | None = None,
-        axis: int = -1,
         reduction: str | None = "sum_over_batch_size",
+        axis: int = -1,
         name: str = "sparse_categorical_crossentropy",
         dtype: Any = None,
+        *,
+        label_smoothing: float = 0.1,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.label_smoothing = smoothing(label_smoothing)
+        if ignore_class is not None:
+            ignore_class = check_index(ignore_class, "ignore_class")
+        self.spec = loss_spec(
+            label_smoothing, axis, ignore_class=ignore_class, from_logits=bool(from_logits)
+        )
+        self.label_smoothing = self.spec.eps
         self.from_logits = bool(from_logits)
-        if ignore_class is not None and (
-            isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
-        ):
-            raise ValueError(f"ignore_class must be an int or None, got {ignore_class!r}")
         self.ignore_class = ignore_class
-        self.axis = check_axis(axis)
+        self.axis = self.spec.axis
+        self._labels: Any = None
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        # Keras casts y_true to the loss dtype before call(); read the integers first
+        self._labels = y_true
+        try:
+            return super().__call__(y_true, y_pred, sample_weight)
+        finally:
+            self._labels = None
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        rank = len(y_pred.shape)
-        ax = class_axis(rank, self.axis)
-        if len(y_true.shape) == rank:
-            # Keras accepts labels with a size-1 class (or trailing) dimension
-            squeeze = ax if y_true.shape[ax] == 1 else -1 if y_true.shape[-1] == 1 else None
-            if squeeze is None:
-                raise ValueError(
-                    f"y_true of shape {tuple(y_true.shape)} does not fit y_pred of shape "
-                    f"{tuple(y_pred.shape)}: integer labels have y_pred's shape without axis {ax}"
-                )
-            y_true = ops.squeeze(y_true, axis=squeeze)
-        labels = ops.cast(y_true, "int32")
-        logits = as_logits(y_pred, self.from_logits, ax)
-        losses = per_example(logits, labels, self.label_smoothing, ax, self.ignore_class)
+        if self._labels is not None:
+            y_true = self._labels
+        labels = _integer_labels(y_true, y_pred, self.spec)
+        losses = per_example(self.spec, y_pred, labels)
         if self.ignore_class is not None:
             # the core gave those examples loss 0; as in Keras, the mask also leaves them out
             # of the reduction ("sum_over_batch_size" averages over the other examples)

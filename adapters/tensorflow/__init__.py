@@ -2,13 +2,19 @@
 
 ``smoothce.tensorflow.softmax_cross_entropy_with_logits`` and
 ``smoothce.tensorflow.sparse_softmax_cross_entropy_with_logits`` take ``tf.nn``'s arguments in
-``tf.nn``'s order plus ``label_smoothing``, return per-example losses and work eagerly, inside
-``tf.function`` (XLA included) and under ``tf.distribute`` strategies.
+``tf.nn``'s order plus a keyword-only ``label_smoothing``,
+return per-example losses and work eagerly, inside
+``tf.function`` (XLA included), in TF1-style graphs and under ``tf.distribute`` strategies.
 """
 
+from ._nn import differentiable_loss as differentiable_loss
 from ._nn import softmax_cross_entropy_with_logits as softmax_cross_entropy_with_logits
 from ._nn import (
     sparse_softmax_cross_entropy_with_logits as sparse_softmax_cross_entropy_with_logits,
 )
 
-__all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits"]
+__all__ = [
+    "differentiable_loss",
+    "softmax_cross_entropy_with_logits",
+    "sparse_softmax_cross_entropy_with_logits",
+]

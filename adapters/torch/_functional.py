@@ -1,30 +1,25 @@
 """``smoothce.torch.cross_entropy``: ``torch.nn.functional.cross_entropy`` with the core's math.
 
 This module only does what PyTorch's own entry point does before the kernel runs: argument
-checks, autocast and dtype promotion. The values come from :class:`SmoothCrossEntropy`.
+translation (native names, defaults, positional order, legacy reduction flags), autocast and
+dtype promotion. The values come from the autograd Function in ``_function.py``.
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import torch
 
-from smoothce._validate import smoothing
+from smoothce.internal import LossSpec, Names
 
-from ._function import SmoothCrossEntropy
+from ._errors import native_errors
+from ._function import class_dim, smooth_cross_entropy
 
 __all__ = ["cross_entropy"]
 
-
-def check_label_smoothing(label_smoothing: float | torch.Tensor) -> float:
-    """ε as a Python float in [0, 1]; unlike PyTorch a negative ε raises instead of acting as 0."""
-    if isinstance(label_smoothing, torch.Tensor):
-        if label_smoothing.requires_grad:
-            raise NotImplementedError(
-                "smoothce.torch does not differentiate with respect to label_smoothing; "
-                "pass a float or a tensor that does not require grad"
-            )
-        label_smoothing = label_smoothing.item()
-    return smoothing(label_smoothing)
+NAMES = Names(logits="input", labels="target", eps="label_smoothing")
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -55,55 +50,92 @@ def _autocast(
     return up(input), up(target), up(weight)  # type: ignore[return-value]
 
 
+def legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """PyTorch's deprecated ``size_average``/``reduce`` flags mapped onto ``reduction``."""
+    if size_average is None and reduce is None:
+        return reduction
+    warnings.warn(
+        "size_average and reduce args will be deprecated, please use reduction instead",
+        UserWarning,
+        stacklevel=3,
+    )
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if not reduce:
+        return "none"
+    return "mean" if size_average else "sum"
+
+
+@native_errors
 def cross_entropy(
     input: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor | None = None,
-    *,
+    size_average: bool | None = None,
     ignore_index: int = -100,
+    reduce: bool | None = None,
     reduction: str = "mean",
-    label_smoothing: float = 0.1,
+    label_smoothing: float | torch.Tensor = 0.1,
+    *,
     overwrite_input: bool = False,
 ) -> torch.Tensor:
     r"""Label-smoothed cross-entropy between logits and targets, a drop-in for ``F.cross_entropy``.
 
-    With p = softmax(input) over the class dimension (1, or 0 for a 1-D input), C classes and
-    the smoothed target q = (1 − ε)·onehot(y) + ε/C (probability targets: (1 − ε)·y + ε/C),
-    each example's loss is
+    With :math:`p = \mathrm{softmax}(\text{input})` over the class dimension (1, or 0 for a
+    1-D input), C classes and the smoothed target
+    :math:`q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon/C` (probability targets:
+    :math:`(1 - \varepsilon)\,y + \varepsilon/C`), each example's loss is
+    :math:`l = -\sum_c w_c q_c \log p_c`. For index targets that is PyTorch's weighting,
+    :math:`l = (1 - \varepsilon)\,w_y\,(-\log p_y) + \frac{\varepsilon}{C}\sum_c w_c (-\log p_c)`;
+    ``"mean"`` divides the sum by :math:`\sum w_y` over non-ignored examples (index targets) or
+    by the number of examples (probability targets); ``"none"`` returns one loss per example.
 
-        l = −Σ_c w_c q_c log p_c
-
-    (for index targets PyTorch's weighting: l = (1 − ε)·w_y·(−log p_y) + (ε/C)·Σ_c w_c·(−log p_c)).
-    ``"mean"`` divides the sum by Σ w_y over non-ignored examples (index targets) or by the
-    number of examples (probability targets); ``"none"`` returns one loss per example.
+    The arguments are ``F.cross_entropy``'s, in its order; only the default ``label_smoothing``
+    differs (0.1 instead of 0.0).
 
     Args:
       input: logits of shape (C,), (N, C) or (N, C, d1, ..., dk).
       target: class indices (int64; uint8 also for (C,) and (N, C) inputs, as in PyTorch) of
-        the input's shape without the class dimension,
-        or class probabilities of the input's shape.
+        the input's shape without the class dimension, or class probabilities of the input's
+        shape (differentiable: a target that requires grad gets its gradient).
       weight: optional per-class weights of shape (C,), the input's dtype.
+      size_average: deprecated (PyTorch's legacy flag, mapped onto ``reduction``).
       ignore_index: index targets equal to it contribute nothing; probability targets accept
         only a negative value (as in PyTorch), which then has no effect.
+      reduce: deprecated (PyTorch's legacy flag, mapped onto ``reduction``).
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-      label_smoothing: ε in [0, 1]; default 0.1 (PyTorch's is 0.0). Negative ε raises.
+      label_smoothing: ε in [0, 1], a number or a 0-d tensor; default 0.1. A negative ε raises
+        (PyTorch silently treats it as 0).
       overwrite_input: write the gradient into ``input``'s storage during the forward pass
         (the Liger-Kernel trick), so forward and backward allocate no N×C buffer. For logits
         that nothing else needs afterwards, e.g. a final Linear layer's output. ``input``
-        then holds the gradient, not the logits. Raises ``ValueError`` for a leaf tensor that
-        requires grad, or when the class dimension is not last and contiguous ((N, C) input);
-        if another autograd node saved the logits, its backward raises torch's in-place error.
+        then holds the gradient, not the logits. Raises ``ValueError`` for a tensor that is,
+        or is a view of, a leaf that requires grad (a parameter), or when the class dimension
+        is not last and contiguous ((N, C) input); if another autograd node saved the logits,
+        its backward raises torch's in-place error.
 
-    Differences from ``F.cross_entropy``: keyword-only arguments after ``weight`` (PyTorch's
-    legacy positional ``size_average``/``reduce`` are gone), ValueError for an out-of-range
-    target or ε, no double backward and no gradient for probability targets (both raise).
+    Returns:
+      The loss: a scalar, or one value per example for ``reduction="none"``. Differentiable
+      in reverse and forward mode, twice (double backward, ``torch.func.hessian``), under
+      ``torch.func``/``vmap`` and ``torch.compile``.
+
+    Errors are ``ValueError``/``TypeError`` that are also ``RuntimeError`` (an out-of-range
+    target also ``IndexError``), so code written against PyTorch's errors catches them.
+
+    Example:
+      >>> import torch, smoothce.torch
+      >>> logits = torch.tensor([[2.0, 1.0, 0.1]], requires_grad=True)
+      >>> loss = smoothce.torch.cross_entropy(logits, torch.tensor([0]), label_smoothing=0.1)
+      >>> round(loss.item(), 4)
+      0.5137
+      >>> loss.backward()
     """
-    eps = check_label_smoothing(label_smoothing)
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError(
             f"input and target must be torch.Tensor, got {type(input).__name__} and "
             f"{type(target).__name__}"
         )
+    reduction = legacy_reduction(size_average, reduce, reduction)
     if weight is not None and weight.requires_grad and torch.is_grad_enabled():
         raise NotImplementedError(
             "cross_entropy is not differentiable with respect to weight (as in PyTorch); "
@@ -112,12 +144,6 @@ def cross_entropy(
     input, target, weight = _autocast(input, target, weight)
 
     if target.is_floating_point():
-        if target.requires_grad and torch.is_grad_enabled():
-            raise NotImplementedError(
-                "smoothce.torch.cross_entropy does not differentiate with respect to "
-                "probability targets; pass target.detach() (torch.nn.functional.cross_entropy "
-                "does differentiate them)"
-            )
         if ignore_index >= 0:
             raise ValueError(
                 f"ignore_index={ignore_index} is not supported for probability targets "
@@ -142,12 +168,16 @@ def cross_entropy(
             raise TypeError(f"weight dtype {weight.dtype} differs from input dtype {input.dtype}")
         core_ignore = ignore_index
 
-    if overwrite_input and input.is_leaf and input.requires_grad:
-        raise ValueError(
-            "overwrite_input=True would overwrite a leaf tensor that requires grad (a "
-            "parameter or an input the caller keeps); use it on computed logits"
-        )
-    value, _ = SmoothCrossEntropy.apply(
-        input, target, weight, core_ignore, reduction, eps, overwrite_input
+    spec = LossSpec(
+        label_smoothing,
+        class_dim(input),
+        weight,
+        core_ignore,
+        None,
+        reduction,
+        overwrite=overwrite_input,
+        names=NAMES,
     )
+    static, (eps, weight, _) = spec.split()
+    value, _, _ = smooth_cross_entropy().apply(input, target, static, eps, weight)
     return value

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from smoothce._validate import check_reduction
-
-from ._functional import check_label_smoothing, cross_entropy
+from ._functional import cross_entropy, legacy_reduction
 
 __all__ = ["CrossEntropyLoss"]
 
@@ -16,10 +14,27 @@ class CrossEntropyLoss(nn.Module):
     r"""Label-smoothed cross-entropy loss, a drop-in for ``torch.nn.CrossEntropyLoss``.
 
     ``loss(input, target)`` equals ``cross_entropy(input, target, self.weight, ...)``: per
-    example l = −Σ_c w_c q_c log softmax(input)_c with q = (1 − ε)·onehot(y) + ε/C, reduced
-    by ``reduction``. ``weight`` is a registered buffer (absent from ``state_dict`` when
-    None), so ``.to(device)``, ``.double()`` and ``state_dict`` treat it as torch does.
-    The default ``label_smoothing`` is 0.1; a negative or > 1 value raises at construction.
+    example :math:`l = -\sum_c w_c q_c \log \mathrm{softmax}(\text{input})_c` with
+    :math:`q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon/C`, reduced by
+    ``reduction``. The constructor takes ``nn.CrossEntropyLoss``'s arguments in its order;
+    only the default ``label_smoothing`` differs (0.1). As in PyTorch, the arguments are
+    checked when the loss is called. ``weight`` is a registered buffer (absent from
+    ``state_dict`` when None), so ``.to(device)``, ``.double()`` and ``state_dict`` treat it as
+    torch does.
+
+    Args:
+      weight: optional per-class weights of shape (C,).
+      size_average: deprecated (PyTorch's legacy flag, mapped onto ``reduction``).
+      ignore_index: index targets equal to it contribute nothing.
+      reduce: deprecated (PyTorch's legacy flag, mapped onto ``reduction``).
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+      label_smoothing: ε in [0, 1]; default 0.1.
+
+    Example:
+      >>> import torch, smoothce.torch
+      >>> loss_fn = smoothce.torch.CrossEntropyLoss(label_smoothing=0.1)
+      >>> round(loss_fn(torch.tensor([[2.0, 1.0, 0.1]]), torch.tensor([0])).item(), 4)
+      0.5137
     """
 
     weight: torch.Tensor | None
@@ -27,17 +42,17 @@ class CrossEntropyLoss(nn.Module):
     def __init__(
         self,
         weight: torch.Tensor | None = None,
-        *,
+        size_average: bool | None = None,
         ignore_index: int = -100,
+        reduce: bool | None = None,
         reduction: str = "mean",
         label_smoothing: float = 0.1,
     ) -> None:
         super().__init__()
-        check_reduction(reduction)  # now, not at the first forward
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
-        self.reduction = reduction
-        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.reduction = legacy_reduction(size_average, reduce, reduction)
+        self.label_smoothing = label_smoothing
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return cross_entropy(

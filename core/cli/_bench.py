@@ -115,7 +115,9 @@ def _jax(n: int, k: int, dtype: str, eps: float) -> dict[str, Callable[[], Any]]
     def ours(e: float) -> Callable[[], Any]:
         f = jax.jit(
             jax.value_and_grad(
-                lambda z: scj.softmax_cross_entropy_with_integer_labels(z, y, e).mean()
+                lambda z: scj.softmax_cross_entropy_with_integer_labels(
+                    z, y, label_smoothing=e
+                ).mean()
             )
         )
         f = f.lower(z).compile()
@@ -153,7 +155,9 @@ def _tensorflow(n: int, k: int, dtype: str, eps: float) -> dict[str, Callable[[]
         def step(z: Any, y: Any) -> Any:
             with tf.GradientTape() as tape:
                 tape.watch(z)
-                value = tf.reduce_mean(sctf.sparse_softmax_cross_entropy_with_logits(y, z, e))
+                value = tf.reduce_mean(
+                    sctf.sparse_softmax_cross_entropy_with_logits(y, z, label_smoothing=e)
+                )
             return value, tape.gradient(value, z)
 
         return step

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothce import _loss
+import smoothce
 
 Params = dict[str, np.ndarray]
 # (params, inputs, targets, eps) -> (loss, gradients); targets are int64 labels (N,) or
@@ -74,7 +74,7 @@ def _numpy_grad(params: Params, x: np.ndarray, t: np.ndarray, eps: float) -> tup
     a1 = x @ params["w1"] + params["b1"]
     h = np.maximum(a1, 0.0)
     z = h @ params["w2"] + params["b2"]
-    value, dz = _loss.loss_and_grad(z, t, eps)  # dz = ∂(mean loss)/∂z, already divided by N
+    value, dz = smoothce.loss_and_grad(z, t, eps)  # dz = ∂(mean loss)/∂z, already divided by N
     da1 = (dz @ params["w2"].T) * (a1 > 0)
     grads = {
         "w2": h.T @ dz,
@@ -109,9 +109,9 @@ def _jax_grad_fn() -> GradFn:
     def mean_loss(p: Any, x: Any, t: Any, eps: float) -> Any:
         z = jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
         if jnp.issubdtype(t.dtype, jnp.integer):
-            per_example = sj.softmax_cross_entropy_with_integer_labels(z, t, eps)
+            per_example = sj.softmax_cross_entropy_with_integer_labels(z, t, label_smoothing=eps)
         else:
-            per_example = sj.softmax_cross_entropy(z, t, eps)
+            per_example = sj.softmax_cross_entropy(z, t, label_smoothing=eps)
         return jnp.mean(per_example)
 
     # ε is static: one compiled function per run, and no gradient with respect to it
@@ -137,9 +137,9 @@ def _tf_grad_fn() -> GradFn:
             tape.watch([w1, b1, w2, b2])
             z = tf.nn.relu(x @ w1 + b1) @ w2 + b2
             if t.dtype.is_integer:
-                per_example = st.sparse_softmax_cross_entropy_with_logits(t, z, eps)
+                per_example = st.sparse_softmax_cross_entropy_with_logits(t, z, label_smoothing=eps)
             else:
-                per_example = st.softmax_cross_entropy_with_logits(t, z, eps)
+                per_example = st.softmax_cross_entropy_with_logits(t, z, label_smoothing=eps)
             value = tf.reduce_mean(per_example)
         return value, tape.gradient(value, [w1, b1, w2, b2])
 

@@ -2,8 +2,10 @@
 
 array-api-compat does not cover TensorFlow, and ``tf.experimental.numpy`` needs a process-wide
 switch to behave. This module implements exactly the subset of the standard that smoothce's
-core uses, with the standard's names and signatures, and changes no global TF state. Symbolic
-tensors with unknown batch dimensions (inside ``tf.function`` or Keras) are supported.
+core uses (and nothing more), with the standard's names and signatures, and changes no global
+TF state. Symbolic tensors with unknown batch dimensions (inside ``tf.function``, Keras and
+TF1-style graphs) are supported; comparisons are TF ops, never Python's ``==`` (which means
+object identity on TF1 graph tensors).
 """
 
 from __future__ import annotations
@@ -23,9 +25,6 @@ int8, int16, int32, int64 = tf.int8, tf.int16, tf.int32, tf.int64
 uint8, uint16, uint32, uint64 = tf.uint8, tf.uint16, tf.uint32, tf.uint64
 inf = math.inf
 nan = math.nan
-pi = math.pi
-e = math.e
-newaxis = None
 
 
 class _Info:
@@ -162,12 +161,6 @@ def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
     return moveaxis(out, -1, axis)
 
 
-def take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:
-    if axis is None:
-        x, axis = tf.reshape(x, [-1]), 0
-    return tf.gather(x, indices, axis=axis)
-
-
 def _reduce(op: Any) -> Any:
     def reduction(x: Any, /, *, axis: Any = None, keepdims: bool = False, dtype: Any = None) -> Any:
         if dtype is not None:
@@ -178,7 +171,6 @@ def _reduce(op: Any) -> Any:
 
 
 sum = _reduce(tf.reduce_sum)
-prod = _reduce(tf.reduce_prod)
 max = _reduce(tf.reduce_max)
 min = _reduce(tf.reduce_min)
 mean = _reduce(tf.reduce_mean)
@@ -195,14 +187,19 @@ def argmax(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any
 
 exp = tf.exp
 log = tf.math.log
-log1p = tf.math.log1p
 sqrt = tf.sqrt
 abs = tf.abs
 isfinite = tf.math.is_finite
-isnan = tf.math.is_nan
-maximum = tf.maximum
-minimum = tf.minimum
 clip = tf.clip_by_value
-logical_and = tf.logical_and
-logical_or = tf.logical_or
-logical_not = tf.logical_not
+
+
+def equal(x1: Any, x2: Any, /) -> Any:
+    x1, x2 = _pair(x1, x2)
+    return tf.equal(x1, x2)
+
+
+def _pair(x1: Any, x2: Any) -> tuple[Any, Any]:
+    """Both operands as tensors of one dtype (a Python scalar takes the tensor's dtype)."""
+    if not isinstance(x1, (tf.Tensor, tf.Variable)):
+        return _as_tensor(x1, like=x2), x2
+    return x1, _as_tensor(x2, like=x1)

@@ -1,0 +1,245 @@
+"""The public loss functions: each builds one :class:`~smoothce._spec.LossSpec` and runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backends import backend_of
+from ._kernel import spread_eps
+from ._run import eps_value, evaluate
+from ._spec import LabelRangeError, LossSpec, Reduction, Spread, check_positive
+
+__all__ = ["Array", "grad", "loss", "loss_and_grad", "smooth_labels"]
+
+Array = Any
+"""An array of any supported library: NumPy, PyTorch, JAX, TensorFlow, or another array-API one."""
+
+
+def loss(
+    logits: Array,
+    labels: Array,
+    eps: float | Array = 0.1,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    weight: Array | None = None,
+    ignore_index: int | None = None,
+    where: Array | None = None,
+    reduction: Reduction = "mean",
+    spread: Spread = "all",
+) -> Array:
+    r"""Label-smoothed softmax cross-entropy.
+
+    Per example, with :math:`p = \mathrm{softmax}(z)` over ``axis``, :math:`K` classes and the
+    smoothed target :math:`q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon/K` (or
+    :math:`(1 - \varepsilon)\,y + \varepsilon/K` for probability labels),
+
+    .. math::
+
+        L = -\sum_c w_c q_c \log p_c = T \operatorname{logsumexp}(z) - \sum_c w_c q_c z_c,
+        \qquad T = \sum_c w_c q_c,
+
+    which for integer labels without weights is
+    :math:`\operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{K} \sum_c z_c`.
+
+    Args:
+      logits: floating array, K classes along ``axis``, any leading and trailing shape.
+      labels: integer class indices of the logits' shape without ``axis``, or floating
+        probabilities of the logits' shape or broadcastable to it (soft labels; smoothing is
+        applied on top).
+      eps: smoothing ε in [0, 1]: a number or a 0-d array.
+      axis: the class axis, or a tuple of axes whose flattened product is the class axis
+        (integer labels are then flat indices into it, as in optax).
+      weight: optional per-class weights of shape (K,), PyTorch's ``weight``.
+      ignore_index: integer label whose examples contribute nothing (integer labels only).
+      where: optional boolean class mask broadcastable to ``logits``; masked classes leave the
+        softmax and are not counted in K (optax's ``where``). An example whose classes are all
+        masked gets loss 0 and gradient 0 and is left out of the mean, like an ignored one.
+      reduction: ``"mean"`` (PyTorch's: divided by :math:`\sum w_y` over kept examples for
+        integer labels, by the number of kept examples for probabilities), ``"sum"`` or
+        ``"none"`` (one loss per example, the labels' batch shape).
+      spread: ``"all"`` spreads ε over all K classes (PyTorch, Keras, optax); ``"others"``
+        puts ε/(K − 1) on each wrong class and 1 − ε on the label (fairseq, Megatron, T5X),
+        which is ``"all"`` with ε' = ε·K/(K − 1).
+
+    Returns:
+      The loss in the logits' library, device and floating dtype; float16 and bfloat16 are
+      accumulated in float32. An out-of-range label raises ``ValueError`` when the labels
+      can be read without a device synchronisation; under jit or graph tracing, and on
+      accelerators, that example's loss and gradient are NaN instead.
+
+    Example:
+      >>> import numpy as np, smoothce
+      >>> logits = np.array([[2.0, 1.0, 0.1]])
+      >>> round(float(smoothce.loss(logits, np.array([0]), 0.1)), 4)
+      0.5137
+    """
+    spec = LossSpec(eps, axis, weight, ignore_index, where, reduction, spread)
+    return evaluate(spec, logits, labels).value
+
+
+def grad(
+    logits: Array,
+    labels: Array,
+    eps: float | Array = 0.1,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    weight: Array | None = None,
+    ignore_index: int | None = None,
+    where: Array | None = None,
+    reduction: Reduction = "mean",
+    spread: Spread = "all",
+    overwrite_logits: bool = False,
+) -> Array:
+    r"""Gradient of :func:`loss` with respect to ``logits``, reduced like the loss.
+
+    Per example it is :math:`T\,\mathrm{softmax}(z) - w \odot q` (:math:`p - q` unweighted).
+
+    Same arguments as :func:`loss`. The result has the logits' shape and dtype; for
+    ``reduction="none"`` it is the gradient of the sum of the per-example losses.
+
+    ``overwrite_logits=True`` writes the gradient into the logits' own buffer and returns it,
+    for callers that no longer need the logits (the Liger-Kernel trick): no N×K memory is
+    allocated. It needs an eager, writable, C-contiguous NumPy array or a torch tensor that
+    does not require grad (and is not a view of one that does), with the class axis last;
+    anything else raises ``ValueError``.
+
+    Example:
+      >>> import numpy as np, smoothce
+      >>> g = smoothce.grad(np.array([[2.0, 1.0, 0.1]]), np.array([0]), 0.1)
+      >>> np.round(g, 4)
+      array([[-0.2746,  0.2115,  0.0631]])
+    """
+    return loss_and_grad(
+        logits,
+        labels,
+        eps,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        spread=spread,
+        overwrite_logits=overwrite_logits,
+    )[1]
+
+
+def loss_and_grad(
+    logits: Array,
+    labels: Array,
+    eps: float | Array = 0.1,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    weight: Array | None = None,
+    ignore_index: int | None = None,
+    where: Array | None = None,
+    reduction: Reduction = "mean",
+    spread: Spread = "all",
+    overwrite_logits: bool = False,
+) -> tuple[Array, Array]:
+    """:func:`loss` and :func:`grad` together, sharing the max, the exp and the sums.
+
+    Same arguments as :func:`grad`, ``overwrite_logits`` included.
+
+    Example:
+      >>> import numpy as np, smoothce
+      >>> value, g = smoothce.loss_and_grad(np.array([[2.0, 1.0, 0.1]]), np.array([0]), 0.1)
+      >>> round(float(value), 4), g.shape
+      (0.5137, (1, 3))
+    """
+    spec = LossSpec(
+        eps, axis, weight, ignore_index, where, reduction, spread, None, overwrite_logits
+    )
+    result = evaluate(spec, logits, labels, grad=True)
+    return result.value, result.grad
+
+
+def smooth_labels(
+    labels: Array,
+    eps: float | Array,
+    *,
+    num_classes: int | None = None,
+    axis: int = -1,
+    spread: Spread = "all",
+    dtype: Any = None,
+) -> Array:
+    r"""Dense smoothed targets :math:`q = (1 - \varepsilon)\,y + \varepsilon/K`.
+
+    Args:
+      labels: integer class indices (then ``num_classes`` is required and the new class axis
+        is inserted at ``axis``) or floating probabilities with the classes on ``axis``.
+      eps: ε in [0, 1], a number or a 0-d array.
+      num_classes: K, for integer labels.
+      axis: where the class axis is (probabilities) or goes (integer labels).
+      spread: ``"others"`` gives 1 − ε on the label and ε/(K − 1) elsewhere.
+      dtype: the result's floating dtype. Default: the probabilities' dtype, else a floating
+        ε array's, else the library's default floating dtype.
+
+    Returns:
+      The dense targets. An integer label outside [0, K) raises ``ValueError`` when it can be
+      read; under tracing its row is NaN.
+
+    Example:
+      >>> import numpy as np, smoothce
+      >>> smoothce.smooth_labels(np.array([0, 2]), 0.3, num_classes=3)
+      array([[0.8, 0.1, 0.1],
+             [0.1, 0.1, 0.8]])
+    """
+    spec = LossSpec(eps, axis, spread=spread)
+    backend = backend_of(labels)
+    xp = backend.namespace(labels)
+    if xp.isdtype(labels.dtype, "integral"):
+        if num_classes is None:
+            raise TypeError("integer labels need num_classes")
+        k = check_positive(num_classes, "num_classes")
+        out_axis = _axis(axis, labels.ndim + 1)
+        dtype = dtype or _default_float(spec, backend, xp, labels)
+        wide = backend.index_dtype(xp, labels)  # uint8 labels with K > 256 must not wrap
+        index = xp.astype(labels, wide, copy=False)
+        if backend.on_host(labels) and labels.ndim is not None and _size(labels):
+            low, high = (int(v) for v in backend.extremes(xp, index))
+            if low < 0 or high >= k:
+                bad = low if low < 0 else high
+                raise LabelRangeError(f"label {bad} is out of range: labels must lie in [0, {k})")
+        column = xp.expand_dims(index, axis=-1)
+        onehot = xp.astype(xp.equal(column, xp.arange(k, dtype=wide)), dtype)
+        if not backend.on_host(labels):  # an unread bad label makes its row NaN
+            valid = (column >= 0) & (column < k)
+            onehot = onehot * xp.where(valid, xp.ones_like(onehot[..., :1]), xp.nan)
+        dense = xp.moveaxis(onehot, -1, out_axis) if out_axis != labels.ndim else onehot
+    elif xp.isdtype(labels.dtype, "real floating"):
+        out_axis = _axis(axis, labels.ndim)
+        k = labels.shape[out_axis]
+        if num_classes is not None and check_positive(num_classes, "num_classes") != k:
+            raise ValueError(
+                f"num_classes={num_classes} disagrees with labels' class axis of size {k}"
+            )
+        dense = labels if dtype is None else xp.astype(labels, dtype)
+    else:
+        raise TypeError(f"labels must be integer or floating, got dtype {labels.dtype}")
+    if spec.others and k < 2:
+        raise ValueError(f"spread='others' needs at least 2 classes, got K={k}")
+    eps, _ = eps_value(spec, backend, xp, dense.dtype)
+    eps_all = spread_eps(eps, k, spec.others)
+    return (1 - eps_all) * dense + eps_all / k
+
+
+def _axis(axis: int, ndim: int) -> int:
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for a result with {ndim} dimension(s)")
+    return axis % ndim
+
+
+def _size(x: Any) -> int:
+    size = 1
+    for d in x.shape:
+        size *= d
+    return size
+
+
+def _default_float(spec: LossSpec, backend: Any, xp: Any, labels: Any) -> Any:
+    eps = spec.eps
+    if not isinstance(eps, float) and backend_of(eps) is backend:
+        if xp.isdtype(eps.dtype, "real floating"):
+            return eps.dtype
+    info = xp.__array_namespace_info__()
+    return info.default_dtypes(device=backend.device(labels))["real floating"]

@@ -1,0 +1,120 @@
+"""PyTorch: eager tensors on any device, traced under torch.compile and torch.func transforms.
+
+Nothing here imports torch at module level: a tensor can only exist once the user imported it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ._base import Backend
+from ._inplace import InPlace
+
+__all__ = ["TorchBackend"]
+
+
+class TorchInPlace(InPlace):
+    """torch ops with ``out=``; larger blocks amortise the per-op dispatch cost."""
+
+    block_elements = 1 << 20
+
+    def at_label(self, a: Any, label: Any) -> Any:
+        # labels are in range: no negative-index remapping (which the namespace's
+        # take_along_axis adds), and gather is the cheapest call for it
+        return self.lib.gather(a, -1, label).squeeze(-1)
+
+    def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
+        if isinstance(values, (int, float)) and not self.lib.are_deterministic_algorithms_enabled():
+            # one number needs no tensor (~10 µs of a 256×10 step); deterministic mode refuses
+            # this call's CUDA kernel (atomics), so it takes scatter_add_ below
+            return g.scatter_(-1, label, values, reduce="add")
+        values = self.lib.as_tensor(values, dtype=g.dtype, device=g.device)
+        if values.dim() > 0:
+            values = values.unsqueeze(-1)
+        return g.scatter_add_(-1, label, values.expand(label.shape))
+
+    def on_cpu(self, a: Any) -> bool:
+        return a.device.type == "cpu"
+
+
+class TorchDeviceInPlace(TorchInPlace):
+    """The same primitives on accelerators (CUDA, ROCm, MPS, XPU, meta): one block, the whole
+    array, since every op there costs a kernel launch however little it does."""
+
+    block_elements = None
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self) -> None:
+        self._xp: Any = None
+        self._ops: dict[bool, InPlace] = {}
+
+    def owns(self, x: Any) -> bool:
+        # a plain isinstance check: array-api-compat's lru_cache'd type helpers make
+        # torch.compile (dynamo) warn once per helper when it traces through them
+        torch = sys.modules.get("torch")
+        return torch is not None and isinstance(x, torch.Tensor)
+
+    def namespace(self, x: Any) -> Any:
+        if self._xp is None:
+            import array_api_compat.torch
+
+            self._xp = array_api_compat.torch
+        return self._xp
+
+    def device(self, x: Any) -> Any:
+        return x.device
+
+    def is_traced(self, x: Any) -> bool:
+        import torch
+
+        return bool(
+            torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(x)
+        )
+
+    def on_host(self, x: Any) -> bool:
+        return x.device.type == "cpu" and not self.is_traced(x)
+
+    def extremes(self, xp: Any, x: Any) -> tuple[Any, Any]:
+        import torch
+
+        return torch.aminmax(x)  # reads the input once for both
+
+    def inplace_ops(self, xp: Any, x: Any) -> InPlace | None:
+        import torch
+
+        # out= cannot be recorded by autograd; inside a custom Function's forward (grad mode
+        # off) a tensor that requires grad is only read, which is fine
+        if x.requires_grad and torch.is_grad_enabled():
+            return None
+        cpu = x.device.type == "cpu"
+        ops = self._ops.get(cpu)
+        if ops is None:
+            kind = TorchInPlace if cpu else TorchDeviceInPlace
+            ops = self._ops[cpu] = kind(self.namespace(x), torch)
+        return ops
+
+    def overwrite_refusal(self, x: Any) -> str | None:
+        import torch
+
+        base = x if x._base is None else x._base
+        if base.requires_grad and base.is_leaf:
+            # a parameter, or a view of one: writing through it would corrupt the parameter
+            return "it is (a view of) a leaf tensor that requires grad, such as a parameter"
+        if x.requires_grad and torch.is_grad_enabled():
+            return "it requires grad (autograd cannot record the write)"
+        if not x.is_contiguous():
+            return "it is not contiguous with the class axis last"
+        return None
+
+    def uniform(self, xp: Any, shape: tuple[int, ...], rng: Any, like: Any) -> Any:
+        import torch
+
+        if rng is not None and not isinstance(rng, torch.Generator):
+            raise TypeError(
+                f"for torch, rng must be a torch.Generator or None, got {type(rng).__name__}"
+            )
+        return torch.rand(shape, generator=rng, device=like.device)

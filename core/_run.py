@@ -1,0 +1,585 @@
+"""The runner: binds a :class:`~smoothce._spec.LossSpec` to arrays and executes the kernel.
+
+It checks what needs the arrays (dtypes, shapes, label values), brings the class axis last,
+picks the accumulation dtype, and chooses how to execute: over cache-sized row blocks that
+write the gradient into one output buffer (eager NumPy and PyTorch on CPU), as one block with
+the same in-place primitives (eager PyTorch on accelerators, small inputs), or as one
+out-of-place expression (traced code, immutable arrays: what jit compilers fuse). Then it
+reduces and restores the layout and dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+from ._backends import Backend, Functional, backend_of, common_backend
+from ._kernel import DenseTarget, IndexTarget, Problem, Rows, Want, rows
+from ._spec import LabelRangeError, LossSpec
+
+__all__ = ["Result", "eps_value", "evaluate"]
+
+
+class Result(NamedTuple):
+    """What :func:`evaluate` returns; the derivatives are None unless asked for.
+
+    ``grad`` is ∂value/∂logits (for ``reduction="none"``: row n is ∂value_n/∂logits_n),
+    ``grad_labels`` ∂value/∂labels (probability labels), ``grad_eps`` ∂value/∂ε, reduced like
+    ``value``; ``target_mass`` is s·t, the part of ``grad`` that does not depend on the
+    logits (s the reduction's scale), which second derivatives need.
+    """
+
+    value: Any
+    grad: Any = None
+    grad_labels: Any = None
+    grad_eps: Any = None
+    target_mass: Any = None
+
+
+def evaluate(
+    spec: LossSpec,
+    logits: Any,
+    labels: Any,
+    *,
+    grad: bool = False,
+    grad_labels: bool = False,
+    grad_eps: bool = False,
+    target_mass: bool = False,
+) -> Result:
+    """The loss of ``spec`` on ``logits`` and ``labels`` and the derivatives asked for."""
+    names = spec.names
+    backend = common_backend(logits, labels, spec.weight, spec.where)
+    xp = backend.namespace(logits)
+    if not xp.isdtype(logits.dtype, "real floating"):
+        raise TypeError(f"{names.logits} must have a real floating dtype, got {logits.dtype}")
+    ndim = logits.ndim
+    if ndim is None or ndim == 0:
+        raise ValueError(f"{names.logits} must have at least one dimension (the class axis)")
+    layout = _Layout.of(spec, logits)
+    k = layout.k
+    dtype = logits.dtype
+    work = xp.float32 if xp.finfo(dtype).bits < 32 else dtype  # accumulate 16-bit in float32
+    integer = _label_form(xp, layout, labels, names)
+    if grad_labels and integer:
+        raise TypeError(f"integer {names.labels} have no derivative")
+    if not integer and spec.ignore_index is not None:
+        raise ValueError(
+            f"{names.ignore_index}={spec.ignore_index} applies to integer {names.labels} only, "
+            "not to probabilities"
+        )
+
+    z = layout.to_rows(xp, logits)
+    mask = absent = None
+    if spec.where is not None:
+        mask = layout.mask_rows(xp, spec.where, names.where)
+        mask, absent = _absent_rows(xp, backend, mask)
+    w = None
+    if spec.weight is not None:
+        w = layout.weight_row(xp, spec.weight, work, names.weight)
+    eps, eps_unread = eps_value(spec, backend, xp, work)
+    if spec.others and k < 2:
+        raise ValueError(f"{names.spread}='others' needs at least 2 classes, got K={k}")
+
+    if spec.probabilities is not None:
+        z, chain = _from_probabilities(xp, z, spec.probabilities, work)
+    if absent is not None:  # one flag per example, whatever shape the mask had
+        batch_array = labels if integer else z[..., 0]
+        absent = xp.zeros_like(batch_array, dtype=xp.bool) | absent
+    if integer:
+        checked, ignore = _check_label_values(backend, xp, labels, k, spec, mask, absent)
+        labels = xp.astype(labels, backend.index_dtype(xp, labels), copy=False)
+        target: Any = IndexTarget.prepare(
+            xp,
+            layout.batch_rows(xp, labels),
+            k,
+            work,
+            weight=w,
+            mask=mask,
+            ignore_index=ignore,
+            absent=absent,
+            checked=checked,
+        )
+    else:
+        y = xp.astype(layout.to_rows(xp, _broadcast(xp, labels, logits)), work, copy=False)
+        keep = None if absent is None else xp.astype(~absent, work)
+        target = DenseTarget(y, keep)
+    if spec.others and mask is not None:
+        _check_two_classes(backend, xp, mask, absent, names.spread)
+
+    denominator = _mean_denominator(xp, target, work) if spec.reduction == "mean" else None
+    scale: Any = 1.0
+    if denominator is not None:
+        # an empty batch gives the Python int 0: scale NaN as in PyTorch, no ZeroDivisionError
+        empty = isinstance(denominator, int) and denominator == 0
+        scale = math.nan if empty else 1.0 / denominator
+    problem = Problem(xp, eps, spec.others, w, mask, scale, eps_unread)
+    want = Want(grad, grad_eps, grad_labels, target_mass)
+    out = _execute(backend, xp, problem, z, target, want, spec, dtype, work)
+
+    value = _reduce(xp, out.loss, spec.reduction, denominator)
+    d_eps = None
+    if grad_eps:
+        d_eps = xp.astype(_reduce(xp, out.d_eps, spec.reduction, denominator), dtype, copy=False)
+    gradient = out.grad
+    if gradient is not None and spec.probabilities is not None:
+        gradient = chain(gradient)
+    if gradient is not None:
+        gradient = layout.from_rows(xp, gradient)
+    d_labels = out.d_labels
+    if d_labels is not None:
+        if denominator is not None:
+            d_labels = d_labels * scale
+        d_labels = layout.from_rows(xp, xp.astype(d_labels, labels.dtype, copy=False))
+    mass = out.target
+    if mass is not None:
+        mass = layout.from_rows(xp, xp.astype(mass, dtype, copy=False))
+    return Result(xp.astype(value, dtype, copy=False), gradient, d_labels, d_eps, mass)
+
+
+# --- layout -----------------------------------------------------------------------------------
+
+
+class _Layout(NamedTuple):
+    """Where the classes are: moved last (several class axes are flattened into one)."""
+
+    shape: tuple[Any, ...]  # the logits' shape
+    axes: tuple[int, ...]  # the class axes, non-negative, in the caller's order
+    k: int  # the number of classes
+
+    @classmethod
+    def of(cls, spec: LossSpec, logits: Any) -> _Layout:
+        shape = tuple(logits.shape)
+        ndim = len(shape)
+        axes = spec.axis if isinstance(spec.axis, tuple) else (spec.axis,)
+        for a in axes:
+            if not -ndim <= a < ndim:
+                raise ValueError(
+                    f"{spec.names.axis} {spec.axis!r} is out of range for "
+                    f"{spec.names.logits} with {ndim} dimension(s)"
+                )
+        axes = tuple(a % ndim for a in axes)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{spec.names.axis} {spec.axis!r} names an axis twice")
+        sizes = [shape[a] for a in axes]
+        if any(s is None for s in sizes):
+            raise ValueError(
+                f"the class dimension(s) of {spec.names.logits} must be statically known, "
+                f"got shape {shape}"
+            )
+        return cls(shape, axes, math.prod(sizes))
+
+    @property
+    def single(self) -> bool:
+        return len(self.axes) == 1
+
+    @property
+    def batch(self) -> tuple[Any, ...]:
+        return tuple(d for i, d in enumerate(self.shape) if i not in self.axes)
+
+    def _order(self) -> tuple[int, ...]:
+        return tuple(i for i in range(len(self.shape)) if i not in self.axes) + self.axes
+
+    def to_rows(self, xp: Any, x: Any) -> Any:
+        """An array of the logits' shape with the classes last, as one axis."""
+        if self.single:
+            return _move_axis(xp, x, self.axes[0], -1)
+        x = xp.permute_dims(x, self._order())
+        return xp.reshape(x, (*_dims(xp, x)[: len(self.shape) - len(self.axes)], self.k))
+
+    def from_rows(self, xp: Any, x: Any) -> Any:
+        """The inverse of :meth:`to_rows`."""
+        if self.single:
+            return _move_axis(xp, x, -1, self.axes[0])
+        sizes = tuple(self.shape[a] for a in self.axes)
+        x = xp.reshape(x, (*_dims(xp, x)[:-1], *sizes))
+        order = self._order()
+        return xp.permute_dims(x, tuple(order.index(i) for i in range(len(order))))
+
+    def batch_rows(self, xp: Any, labels: Any) -> Any:
+        return labels  # integer labels have the batch shape already, classes are gone
+
+    def weight_row(self, xp: Any, weight: Any, work: Any, name: str) -> Any:
+        """Weights of shape (K,) or the class axes' shape, as (1, ..., 1, K) in ``work``."""
+        sizes = tuple(self.shape[a] for a in self.axes)
+        if tuple(weight.shape) not in ((self.k,), sizes):
+            raise ValueError(
+                f"{name} must have shape ({self.k},), one entry per class, "
+                f"got shape {tuple(weight.shape)}"
+            )
+        ndim = len(self.shape) - len(self.axes) + 1
+        return xp.reshape(xp.astype(weight, work, copy=False), (1,) * (ndim - 1) + (self.k,))
+
+    def mask_rows(self, xp: Any, where: Any, name: str) -> Any:
+        """``where`` broadcastable to the logits, as (..., K) with size-1 axes kept small."""
+        shape, target = tuple(where.shape), self.shape
+        trailing = target[len(target) - len(shape) :]
+        fits = len(shape) <= len(target) and all(
+            a == 1 or b is None or a == b for a, b in zip(shape, trailing, strict=True)
+        )
+        if not fits:
+            raise ValueError(
+                f"{name} of shape {shape} does not broadcast to logits of shape {target}"
+            )
+        where = xp.reshape(where, (1,) * (len(target) - len(shape)) + shape)
+        if self.single:
+            where = _move_axis(xp, where, self.axes[0], -1)
+            if where.shape[-1] == 1 and self.k != 1:
+                # one flag per example (optax's per-example mask): the kernel counts K from
+                # the mask, so it needs every class
+                where = where & (xp.arange(self.k, device=_device_of(xp, where)) >= 0)
+            return where
+        # several class axes are flattened: the mask needs them at full size
+        full = tuple(
+            self.shape[i] if i in self.axes else d for i, d in enumerate(tuple(where.shape))
+        )
+        return self.to_rows(xp, xp.broadcast_to(where, full))
+
+
+def _device_of(xp: Any, x: Any) -> Any:
+    from ._backends import backend_of
+
+    return backend_of(x).device(x)
+
+
+def _dims(xp: Any, x: Any) -> tuple[Any, ...]:
+    """``x``'s shape, with -1 for at most one unknown (traced) dimension."""
+    shape = tuple(x.shape)
+    return tuple(-1 if d is None else d for d in shape)
+
+
+def _move_axis(xp: Any, x: Any, source: int, destination: int) -> Any:
+    """``moveaxis`` through ``permute_dims``, and no op at all when nothing moves.
+
+    torch.moveaxis with int arguments (aten::moveaxis.int) has no vmap batching rule, while
+    permute has one: this lets torch.vmap run the core on batched tensors.
+    """
+    ndim = x.ndim
+    source, destination = source % ndim, destination % ndim
+    if source == destination:
+        return x
+    order = [i for i in range(ndim) if i != source]
+    order.insert(destination, source)
+    return xp.permute_dims(x, tuple(order))
+
+
+def _broadcast(xp: Any, labels: Any, logits: Any) -> Any:
+    """Probability labels broadcast to the logits' shape (they are checked to fit)."""
+    if tuple(labels.shape) == tuple(logits.shape):
+        return labels
+    return xp.broadcast_to(labels, tuple(logits.shape))
+
+
+# --- checks that need the arrays ----------------------------------------------------------------
+
+
+def _label_form(xp: Any, layout: _Layout, labels: Any, names: Any) -> bool:
+    """True for integer class indices, False for probability labels; raises otherwise."""
+    shape, batch = layout.shape, layout.batch
+    label_shape = tuple(labels.shape)
+    integer = xp.isdtype(labels.dtype, "integral")
+    floating = xp.isdtype(labels.dtype, "real floating")
+    if integer and _same(label_shape, batch):
+        return True
+    if floating and _broadcasts(label_shape, shape):
+        return False
+    error = ValueError if integer or floating else TypeError
+    raise error(
+        f"{names.labels} of shape {label_shape} and dtype {labels.dtype} fit neither form: "
+        f"integer class indices of shape {batch} or floating probabilities of shape {shape}"
+    )
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(
+        x == y or x is None or y is None for x, y in zip(a, b, strict=True)
+    )
+
+
+def _broadcasts(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether shape ``a`` broadcasts to ``b`` (unknown sizes trusted)."""
+    if len(a) > len(b):
+        return False
+    trailing = b[len(b) - len(a) :]
+    return all(x == 1 or x == y or x is None or y is None for x, y in zip(a, trailing, strict=True))
+
+
+def eps_value(spec: LossSpec, backend: Backend, xp: Any, work: Any) -> tuple[Any, bool]:
+    """ε for the kernel: a float, or a 0-d array in ``work``; and whether its value is unread.
+
+    An array from another library than the logits (a NumPy scalar with torch logits, say) is
+    read and used as a number when it lives on the host.
+    """
+    eps = spec.eps
+    if isinstance(eps, float):
+        return eps, False
+    own = backend_of(eps)
+    if own is not backend:
+        if not own.on_host(eps):
+            raise TypeError(
+                f"{spec.names.eps} is a {own.name} array on a device while the logits are "
+                f"{backend.name} arrays; pass a number"
+            )
+        return float(eps), False
+    return xp.astype(eps, work, copy=False), not backend.on_host(eps)
+
+
+def _absent_rows(xp: Any, backend: Backend, mask: Any) -> tuple[Any, Any]:
+    """Rows whose classes are all masked count as absent (loss 0, gradient 0, outside the mean).
+
+    Returns the mask with those rows unmasked (so that the kernel computes finite numbers
+    there, which are then discarded) and the boolean ``absent`` (one per mask row, to be
+    broadcast to the batch), or None when no row is absent.
+    """
+    absent = ~xp.any(mask, axis=-1)
+    if backend.on_host(mask) and not bool(xp.any(absent)):
+        return mask, None  # read on the host: no row is absent
+    return mask | xp.expand_dims(absent, axis=-1), absent
+
+
+def _check_two_classes(backend: Backend, xp: Any, mask: Any, absent: Any, name: str) -> None:
+    """spread="others" needs K ≥ 2 kept classes in every present row (read when possible)."""
+    if not backend.on_host(mask):
+        return  # the kernel makes such rows NaN
+    counts = xp.sum(xp.astype(mask, xp.int32), axis=-1)
+    if absent is not None:
+        counts = xp.where(absent, 2, counts)
+    if math.prod(tuple(counts.shape)) and int(xp.min(counts)) < 2:
+        raise ValueError(f"{name}='others' needs at least 2 unmasked classes in every row")
+
+
+def _check_label_values(
+    backend: Backend,
+    xp: Any,
+    labels: Any,
+    k: int,
+    spec: LossSpec,
+    mask: Any,
+    absent: Any,
+) -> tuple[bool, int | None]:
+    """Eager check of integer labels: range, and not on a class that ``where`` masks out.
+
+    Labels are read only when that costs no device synchronisation (NumPy, CPU tensors,
+    concrete arrays); elsewhere bad labels make their rows NaN. Returns ``(checked,
+    ignore_index)``: whether the values passed the check, and ``ignore_index`` or None when
+    no label equals it (which lets the kernel drop that bookkeeping).
+    """
+    ignore = spec.ignore_index
+    if not backend.on_host(labels) or math.prod(labels.shape) == 0:
+        return False, ignore
+    low, high = backend.extremes(xp, labels)
+    if backend.is_traced(low):  # concrete labels, but a trace in progress stages the reduction
+        return False, ignore
+    low, high = int(low), int(high)
+    skip = None
+    if ignore is not None and low <= ignore <= high:
+        skip = xp.equal(labels, ignore)
+        if not bool(xp.any(skip)):
+            skip = None
+    if skip is None:
+        ignore = None
+    if absent is not None:
+        skip = absent if skip is None else skip | absent
+    if skip is not None and (low < 0 or high >= k):  # the range of the labels that count
+        kept = xp.where(skip, 0, labels)
+        low, high = int(xp.min(kept)), int(xp.max(kept))
+    if low < 0 or high >= k:
+        bad = low if low < 0 else high
+        extra = "" if spec.ignore_index is None else f" or equal ignore_index={spec.ignore_index}"
+        raise LabelRangeError(
+            f"label {bad} is out of range: {spec.names.labels} must lie in [0, {k}){extra}"
+        )
+    if mask is not None:
+        safe = labels if skip is None else xp.where(skip, 0, labels)
+        hit = xp.take_along_axis(mask, xp.expand_dims(safe, axis=-1), axis=-1)[..., 0]
+        if skip is not None:
+            hit = hit | skip
+        if not bool(xp.all(hit)):
+            raise ValueError(f"a label points at a class that `{spec.names.where}` masks out")
+    return True, ignore
+
+
+# --- probabilities as input -----------------------------------------------------------------------
+
+
+def _from_probabilities(xp: Any, probs: Any, clip: float, work: Any) -> tuple[Any, Any]:
+    """Log-probabilities from probabilities, as Keras forms them, and the gradient's chain rule.
+
+    r = P/ΣP, c = clip(r, δ, 1 − δ), z = log c; softmax(z) = c/Σc. Backward:
+    ∂L/∂P_j = (h_j − Σ_c h_c r_c)/ΣP with h = ∂L/∂z / c where r lies inside the clip range.
+    """
+    dtype = probs.dtype
+    p = xp.astype(probs, work, copy=False)
+    total = xp.sum(p, axis=-1, keepdims=True)
+    r = p / total
+    c = xp.clip(r, clip, 1.0 - clip)
+    z = xp.log(c)
+
+    def chain(g: Any) -> Any:
+        inside = (r >= clip) & (r <= 1.0 - clip)
+        h = xp.where(inside, xp.astype(g, work, copy=False) / c, 0.0)
+        out = (h - xp.sum(h * r, axis=-1, keepdims=True)) / total
+        return xp.astype(out, dtype, copy=False)
+
+    return z, chain
+
+
+# --- execution ----------------------------------------------------------------------------------
+
+
+def _execute(
+    backend: Backend,
+    xp: Any,
+    p: Problem,
+    z: Any,
+    target: Any,
+    want: Want,
+    spec: LossSpec,
+    dtype: Any,
+    work: Any,
+) -> Rows:
+    """Run the kernel: over row blocks, as one in-place block, or out of place."""
+    ops = None
+    if not (want.labels or want.target or backend.is_traced(z)):
+        ops = backend.inplace_ops(xp, z)  # None where buffers cannot be written
+    row_free_mask = p.mask is None or math.prod(tuple(p.mask.shape)[:-1]) == 1
+    if spec.overwrite:
+        refusal = None if ops is not None else "it cannot be written in place here"
+        if refusal is None and not row_free_mask:
+            refusal = "a mask with one row per example needs the out-of-place path"
+        if refusal is None and not (spec.probabilities is None and spec.axis in (-1, z.ndim - 1)):
+            refusal = "the class axis must be last (and the input logits)"
+        refusal = refusal or backend.overwrite_refusal(z)
+        if refusal is not None:
+            raise ValueError(
+                f"overwrite=True needs an eager, writable NumPy array or a torch tensor that "
+                f"does not require grad, with the class axis last; {spec.names.logits} of type "
+                f"{type(z).__module__}.{type(z).__name__}: {refusal}"
+            )
+    if ops is not None and row_free_mask:
+        size, block = math.prod(tuple(z.shape)), ops.block_elements
+        if size > 0 and (spec.overwrite or (block is not None and size > block)):
+            return _blocked(p, ops, z, target, want, spec.overwrite, work, backend.device(z))
+    # one kernel call; eager in-place ops then work in one fresh buffer
+    out = None
+    if work != dtype:
+        z = xp.astype(z, work)
+        if ops is not None:
+            out = z  # the copy is ours to overwrite
+    elif ops is not None:
+        out = xp.empty_like(z)  # (cheaper to call than empty(shape, dtype, device))
+    ops = ops or Functional(xp, backend.device)
+    result = rows(p, ops, z, target, out, want)
+    if result.grad is not None:
+        result = result._replace(grad=ops.astype(result.grad, dtype))
+    return result
+
+
+def _blocked(
+    p: Problem, ops: Any, z: Any, target: Any, want: Want, overwrite: bool, work: Any, device: Any
+) -> Rows:
+    """Run the kernel over cache-sized row blocks, writing the gradient block by block.
+
+    Memory: the gradient (or nothing extra, with ``overwrite``) plus one block of scratch per
+    thread. Blocks write disjoint rows, so ``ops.threads`` threads can share them.
+    """
+    xp = p.xp
+    batch, k = tuple(z.shape[:-1]), z.shape[-1]
+    z2 = xp.reshape(z, (-1, k))  # a view for the usual C-contiguous layout
+    if p.weight is not None or p.mask is not None:
+        p = p._replace(
+            weight=None if p.weight is None else xp.reshape(p.weight, (1, k)),
+            mask=None if p.mask is None else xp.reshape(p.mask, (1, k)),
+        )
+    nb = len(batch)
+    target2 = target.map(lambda t: xp.reshape(t, (-1, *t.shape[nb:])))
+    n = z2.shape[0]
+    step = max(1, (ops.block_elements or n * k) // k)
+    converting = work != z2.dtype
+    gradient = z2 if overwrite else None
+    if want.grad and not overwrite:
+        gradient = xp.empty((n, k), dtype=z2.dtype, device=device)
+
+    scratch = threading.local()
+
+    def block(start: int) -> Rows:
+        stop = min(start + step, n)
+        rows_ = z2[start:stop, ...]
+        if converting:
+            rows_ = xp.astype(rows_, work)
+        if converting or not want.grad:
+            if getattr(scratch, "buffer", None) is None:  # one block-sized buffer per thread
+                scratch.buffer = xp.empty((step, k), dtype=work, device=device)
+            out = scratch.buffer[: stop - start, ...]
+        else:
+            out = gradient[start:stop, ...]
+        result = rows(p, ops, rows_, target2.map(lambda t: t[start:stop, ...]), out, want)
+        if want.grad and converting:
+            gradient[start:stop, ...] = ops.astype(result.grad, z2.dtype)
+        return result
+
+    starts = range(0, n, step)
+    if len(starts) == 1:
+        parts = [block(0)]
+    elif ops.threads > 1:
+        parts = list(_pool(ops.threads).map(block, starts))
+    else:
+        parts = [block(start) for start in starts]
+    loss = xp.reshape(xp.concat([r.loss for r in parts]), batch)
+    d_eps = None
+    if want.eps:
+        d_eps = xp.reshape(xp.concat([r.d_eps for r in parts]), batch)
+    gradient = xp.reshape(gradient, (*batch, k)) if want.grad else None
+    return Rows(loss, gradient, d_eps, None)
+
+
+# --- reduction ------------------------------------------------------------------------------------
+
+
+def _mean_denominator(xp: Any, target: Any, work: Any) -> Any:
+    """PyTorch's "mean" divisor: Σ w_y over kept examples (integer labels), else the number of
+    kept examples; a Python int when nothing is weighted or absent."""
+    share = getattr(target, "w_y", None)
+    if share is None:
+        share = target.keep
+    if share is not None:
+        return xp.sum(share)
+    shape = target.batch_shape()
+    if None in shape:  # unknown batch size while tracing: count at run time
+        column = target.label if isinstance(target, IndexTarget) else target.probs
+        return xp.sum(xp.ones_like(column[..., 0], dtype=work))
+    return math.prod(shape)
+
+
+def _reduce(xp: Any, per_example: Any, reduction: str, denominator: Any) -> Any:
+    if reduction == "none":
+        return per_example
+    if isinstance(denominator, int) and 0 < denominator == math.prod(per_example.shape):
+        return xp.mean(per_example)  # the plain mean, in one call
+    value = xp.sum(per_example)
+    return value if denominator is None else value / denominator
+
+
+# --- the thread pool ------------------------------------------------------------------------------
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool, made on first use (thread start-up would cost more than a block)."""
+    pool = _POOLS.get(threads)
+    if pool is None:
+        pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="smoothce")
+    return pool
+
+
+def _forget_pools() -> None:
+    # a forked child inherits the pool objects but not their threads: work submitted there
+    # would wait forever, so the child starts afresh
+    _POOLS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
