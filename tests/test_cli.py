@@ -47,11 +47,22 @@ def test_help_lists_commands(capsys):
 def test_demo_help_explains_options(capsys):
     code, out, _ = run_cli(["demo", "--help"], capsys)
     assert code == 0
-    for option in ("--backend", "--data", "--epochs", "--eps", "--seed", "--out", "--no-plots"):
+    for option in (
+        "--backend",
+        "--data",
+        "--epochs",
+        "--eps",
+        "--seed",
+        "--out",
+        "--no-plots",
+        "--task",
+        "--docs",
+    ):
         assert option in out
     text = " ".join(out.split())  # argparse wraps lines at the terminal width
     assert "numpy" in text and "tensorflow" in text and "CC BY 4.0" in text
     assert "(default: 100)" in text and "(default: 0 0.05 0.1 0.2)" in text
+    assert "(default: both)" in text and "eps_sweep.png" in text
 
 
 def test_python_dash_m_smoothce():
@@ -115,7 +126,7 @@ def test_demo_tiny_run(capsys, tmp_path, tiny_data):
     assert code == 0, err
     lines = out.splitlines()
     # the worked example comes first, computed with smoothce's softmax
-    assert lines[0].startswith("The seed's worked example")
+    assert lines[0].startswith("The source post's worked example")
     assert "[0.4260, 0.3156, 0.2584]" in lines[1]
     assert "[0.7662, 0.1710, 0.0629]" in lines[2]
     # the table: a header and one row per run

@@ -2,25 +2,34 @@
 
 A small MLP is trained several times with the same initialisation, batch order and schedule,
 changing only the target: one-hot with label smoothing ε ∈ ``eps``, soft labels, and noisy
-labels (the three remedies of the seed post). After every epoch the held-out test split is
-scored; temperature scaling fitted on the validation split is the post-hoc baseline. The
-findings printed and written to the summary are computed from the measured numbers.
+labels (the three remedies of the source post). After every epoch the held-out test split is
+scored; temperature scaling fitted on the validation split is the post-hoc baseline.
+
+By default this happens on two tasks built from the bundled digits: ``easy``, the images as
+they are, and ``hard``, the same images under a fixed draw of Gaussian pixel noise. Every
+finding printed and written to the summary is computed from the measured numbers.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import re
+import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
-from smoothce import _loss, metrics
+import smoothce
+from smoothce import metrics
 
 from . import _demo_backends
 
@@ -30,7 +39,23 @@ DIGITS_CITATION = (
     "licensed CC BY 4.0"
 )
 N_BINS = 15
-MID = (0.1, 0.9)  # the seed's "intermediate states": max-probabilities strictly inside
+MID = (0.1, 0.9)  # the source post's "intermediate states": max-probabilities strictly inside
+
+TASKS = ("easy", "hard")
+# The hard task: Gaussian noise of this standard deviation (the pixels run from 0 to 16) is
+# added once to every image, from a generator with a fixed seed, so the task is the same for
+# every --seed and every run.
+HARD_SIGMA = 6.0
+HARD_NOISE_SEED = 1998
+
+# The figures of one task (prefixed with the task's name for the bundled tasks) and the sweep.
+TASK_FIGURES = ("logit_norm", "epochs", "reliability", "confidence_hist")
+SWEEP_FIGURE = "eps_sweep.png"
+SWEEP_MIN_EPS = 3  # the sweep figure needs at least this many ε values
+
+DOCS_PAGE = "calibration.md"
+DOCS_FIGURES = "figures"
+REGENERATE = "python3 dev.py demo --docs docs"
 
 
 @dataclass
@@ -43,12 +68,18 @@ class Options:
     backend: str = "numpy"
     out: Path = Path("smoothce-demo")
     data: Path | None = None
+    task: str | None = None  # "easy", "hard" or "both"; None: both (bundled data only)
     hidden: int = 128
     batch_size: int = 64
     lr: float = 2e-3
     noise_rate: float = 0.1  # share of labels changed in each batch of the noisy-labels run
     soft_k: int = 10  # neighbours averaged into each soft label
     plots: bool = True
+    docs: Path | None = None  # a docs folder whose calibration page and figures to regenerate
+
+
+# options that do not change the numbers: --docs accepts any value of these
+_OUTPUT_OPTIONS = ("out", "plots", "docs")
 
 
 @dataclass
@@ -77,6 +108,27 @@ class Data:
     y_test: np.ndarray
     num_classes: int
     description: str
+
+
+@dataclass
+class Task:
+    """One data set the runs are trained on: a bundled task or the user's ``--data``."""
+
+    name: str  # "easy", "hard" or "data"
+    heading: str
+    about: str  # how the task is built and why, for the report
+    data: Data
+
+    @property
+    def figures(self) -> list[str]:
+        prefix = "" if self.name == "data" else f"{self.name}_"
+        return [f"{prefix}{f}.png" for f in TASK_FIGURES]
+
+
+@dataclass
+class TaskResult:
+    task: Task
+    results: list[Result]
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -137,6 +189,66 @@ def split(x: np.ndarray, y: np.ndarray, description: str) -> Data:
     return Data(xs[tr], y[tr], xs[va], y[va], xs[te], y[te], k, description)
 
 
+def noisy_digits(x: np.ndarray, sigma: float = HARD_SIGMA) -> np.ndarray:
+    """The hard task's images: ``x`` plus Gaussian noise of standard deviation ``sigma``.
+
+    The noise comes from a generator with the fixed seed ``HARD_NOISE_SEED`` (not ``--seed``),
+    so the same images always give the same noisy images. Pixels are not clipped back to 0–16.
+    """
+    rng = np.random.default_rng(HARD_NOISE_SEED)
+    return (x.astype(np.float64) + sigma * rng.standard_normal(x.shape)).astype(np.float32)
+
+
+def make_tasks(opts: Options) -> list[Task]:
+    """The tasks of this invocation: the user's ``--data``, or the bundled easy/hard digits."""
+    if opts.data is not None:
+        if opts.task is not None:
+            raise ValueError(
+                "--task chooses among the bundled digits' tasks; it does not apply to --data"
+            )
+        x, y, description = load_data(opts.data)
+        return [Task("data", "Your data", f"{description}.", split(x, y, description))]
+    choice = opts.task or "both"
+    if choice not in (*TASKS, "both"):
+        raise ValueError(f"unknown task {choice!r}; choose easy, hard or both")
+    x, y, description = load_data(None)
+    tasks = []
+    if choice in ("easy", "both"):
+        tasks.append(
+            Task(
+                "easy",
+                "Easy task: the digits as they are",
+                f"{description}, as they are.",
+                split(x, y, f"{description}, as they are"),
+            )
+        )
+    if choice in ("hard", "both"):
+        about = (
+            f"The same images, split and model, with Gaussian noise of standard deviation "
+            f"{HARD_SIGMA:g} (on the 0–16 pixel scale) added once to every pixel of every image, "
+            "training, validation and test alike (a fixed draw, independent of --seed). The "
+            "noise removes information that the labels still claim: some images can no longer "
+            "be told apart, so the accuracy drops, while one-hot training keeps pushing the "
+            "outputs on the noisy training images towards 0/1, the over-confidence the source "
+            "post describes. The noise is the only change from the easy task (the same split "
+            "sizes, model, schedule and epochs), so the two tables differ in one thing and the "
+            "hard task costs no more time."
+        )
+        tasks.append(
+            Task(
+                "hard",
+                "Hard task: the digits under pixel noise",
+                about,
+                split(
+                    noisy_digits(x),
+                    y,
+                    f"{description}, with Gaussian pixel noise σ = {HARD_SIGMA:g}",
+                ),
+            )
+        )
+    return tasks
+
+
 def knn_soft_labels(
     x: np.ndarray, y: np.ndarray, num_classes: int, k: int, mix: float = 0.3
 ) -> np.ndarray:
@@ -168,6 +280,56 @@ def knn_soft_labels(
 
 
 # --- training --------------------------------------------------------------------------------
+
+
+def _openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    """The get/set thread-count functions of the OpenBLAS inside NumPy's wheel, if any."""
+    here = Path(np.__file__).parent
+    libraries = [
+        *here.parent.joinpath("numpy.libs").glob("*openblas*"),
+        *here.joinpath(".dylibs").glob("*openblas*"),
+    ]
+    for path in libraries:
+        try:
+            lib = ctypes.CDLL(str(path))  # already loaded by NumPy: this only looks it up
+        except OSError:
+            continue
+        for prefix, suffix in (
+            ("scipy_openblas", "64_"),
+            ("scipy_openblas", ""),
+            ("openblas", "64_"),
+            ("openblas", ""),
+        ):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                get.restype, get.argtypes = ctypes.c_int, []
+                set_.restype, set_.argtypes = None, [ctypes.c_int]
+                return get, set_
+    return None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run NumPy's OpenBLAS on one thread while training (restored afterwards).
+
+    The demo's products are small (at most 1079×64 by 64×128): a second thread gains nothing,
+    and on a busy 2-core machine OpenBLAS's threads wait for each other (the default run took
+    several times longer under load). OpenBLAS also sums in another order with more threads, so
+    one thread makes the numbers independent of the machine's core count, which keeps the
+    calibration guide's tables reproducible. With another BLAS nothing changes.
+    """
+    controls = _openblas_threads()
+    if controls is None:
+        yield
+        return
+    get, set_ = controls
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
 
 
 def _init(rng: np.random.Generator, d: int, h: int, k: int) -> dict[str, np.ndarray]:
@@ -208,9 +370,9 @@ def evaluate(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         "confidence": float(np.mean(conf)),
         "mid_share": float(np.mean((conf > MID[0]) & (conf < MID[1]))),
         "accuracy": float(np.mean(~wrong)),
-        # how sure the model is when it is wrong: the seed's complaint about 0/1 outputs
+        # how sure the model is when it is wrong: the source post's complaint about 0/1 outputs
         "confidence_wrong": float(np.mean(conf[wrong])) if wrong.any() else math.nan,
-        "nll": float(_loss.loss(z, labels, 0.0)),
+        "nll": float(smoothce.loss(z, labels, 0.0)),
         "ece": float(metrics.expected_calibration_error(z, labels, N_BINS)),
     }
 
@@ -222,6 +384,7 @@ def train(
     grad_fn: _demo_backends.GradFn,
     soft: np.ndarray | None,
     progress: Progress,
+    label: str = "",
 ) -> Result:
     """Train one run; every run draws the same initialisation and batch order from ``seed``."""
     rng = np.random.default_rng(opts.seed)
@@ -248,7 +411,7 @@ def train(
         if not np.all(np.isfinite(logits)):
             raise RuntimeError(f"run {run.name!r}: training diverged at epoch {epoch}")
         result.history.append({"epoch": epoch, **evaluate(logits, data.y_test)})
-        progress.advance(f"{run.name:<14} epoch {epoch}/{opts.epochs}")
+        progress.advance(f"{label}{run.name:<14} epoch {epoch}/{opts.epochs}")
     result.final = dict(result.history[-1])
     result.test_logits = logits.astype(np.float64)
     val_logits = _demo_backends.forward(params, data.x_val).astype(np.float64)
@@ -322,6 +485,13 @@ HEADERS = {
     "nll_ts": "NLL after T",
     "ece_ts": "ECE after T",
 }
+TABLE_NOTE = (
+    f"NLL and ECE ({N_BINS} equal-width bins) on the test split; “mean conf” is the mean "
+    "max-probability; “conf in (0.1, 0.9)” the share of test images whose max-probability is "
+    "strictly inside (0.1, 0.9); “conf when wrong” the mean max-probability on the misclassified "
+    "test images; T is the temperature fitted on the validation split (post-hoc baseline), with "
+    "the test NLL and ECE of softmax(z / T)."
+)
 
 
 def table(results: list[Result]) -> str:
@@ -346,11 +516,166 @@ def _trend(first: float, last: float, up: str, down: str, tol: float) -> str:
     return "stayed about the same"
 
 
+def _r3(value: float) -> float:
+    """A number as the table prints it (3 decimals), so that statements match the table."""
+    return round(float(value), 3)
+
+
+def _plain(results: list[Result]) -> Result | None:
+    """The plain model: one-hot targets, ε = 0."""
+    return next((r for r in results if r.run.kind == "hard" and r.run.eps == 0), None)
+
+
+def _gap_words(confidence: float, accuracy: float, tol: float) -> str:
+    gap = confidence - accuracy
+    if gap > tol:
+        return f"over-confident by {100 * gap:.1f} points"
+    if gap < -tol:
+        return f"under-confident by {100 * -gap:.1f} points"
+    return f"about calibrated on average (gap {100 * gap:+.1f} points)"
+
+
+def _accuracy_words(delta: float) -> str:
+    if delta < 0:
+        return f"at a cost of {100 * -delta:.1f} accuracy points"
+    if delta > 0:
+        return f"with {100 * delta:.1f} accuracy points gained"
+    return "with the same accuracy"
+
+
+def _names(items: list[str]) -> str:
+    return ", ".join(items)
+
+
+def _change(delta: float, what: str) -> str:
+    if delta < -1e-9:
+        return f"lowered {what} by {-delta:.3f}"
+    if delta > 1e-9:
+        return f"raised {what} by {delta:.3f}"
+    return f"left {what} unchanged"
+
+
+def remedy_findings(results: list[Result]) -> list[str]:
+    """Which remedy lowered ECE and NLL against the plain model, by how much, at what cost in
+    accuracy, and how each compares with temperature scaling of the plain model.
+
+    Every difference is taken between the numbers as the table prints them (3 decimals).
+    """
+    base = _plain(results)
+    others = [r for r in results if r is not base]
+    if base is None or not others:
+        return []
+    b = base.final
+    deltas = {
+        r.run.name: tuple(_r3(r.final[k]) - _r3(b[k]) for k in ("ece", "nll", "accuracy"))
+        for r in others
+    }
+    clauses = [
+        f"{name} {_change(d_ece, 'ECE')} and {_change(d_nll, 'NLL')}, {_accuracy_words(d_acc)}"
+        for name, (d_ece, d_nll, d_acc) in deltas.items()
+    ]
+    out = [
+        f"Against the plain model (ε = 0: ECE {b['ece']:.3f}, NLL {b['nll']:.3f}, accuracy "
+        f"{b['accuracy']:.3f}): " + "; ".join(clauses) + "."
+    ]
+    best: dict[str, Result] = {}
+    for col, metric in enumerate(("ece", "nll")):
+        r = min(others, key=lambda r: deltas[r.run.name][col])
+        if deltas[r.run.name][col] < -1e-9:
+            best[metric] = r
+    if best:
+        out.append(
+            " ".join(
+                f"Largest {metric.upper()} reduction: {r.run.name}, from {b[metric]:.3f} to "
+                f"{r.final[metric]:.3f}, {_accuracy_words(deltas[r.run.name][2])} "
+                f"(accuracy {r.final['accuracy']:.3f})."
+                for metric, r in best.items()
+            )
+            + (
+                ""
+                if len(best) == 2
+                else f" No remedy lowered the {'NLL' if 'ece' in best else 'ECE'}."
+            )
+        )
+    else:
+        out.append(
+            f"No remedy lowered the plain model's ECE ({b['ece']:.3f}) or NLL ({b['nll']:.3f})."
+        )
+    ts = {k: _r3(b[f"{k}_ts"]) for k in ("ece", "nll")}
+    against = [
+        f"{r.run.name} ECE {_r3(r.final['ece']) - ts['ece']:+.3f}, "
+        f"NLL {_r3(r.final['nll']) - ts['nll']:+.3f}"
+        for r in others
+    ]
+    lower = {k: [r.run.name for r in others if _r3(r.final[k]) < ts[k]] for k in ("ece", "nll")}
+    if lower["ece"] or lower["nll"]:
+        verdict = " and ".join(
+            f"{_names(v) if v else 'none'} a lower {k.upper()}" for k, v in lower.items()
+        )
+        verdict = verdict.replace(" a lower", " reached a lower", 1)
+    else:
+        verdict = "no training-time remedy reached a lower ECE or NLL than it"
+    out.append(
+        "Temperature scaling of the ε = 0 model (the post-hoc baseline: "
+        f"T = {base.temperature:.2f} fitted on the validation split; predictions and accuracy "
+        f"unchanged) gives test ECE {b['ece_ts']:.3f} and NLL {b['nll_ts']:.3f} (from "
+        f"{b['ece']:.3f} and {b['nll']:.3f}). Each remedy against it: "
+        + "; ".join(against)
+        + f". So {verdict}."
+    )
+    return out
+
+
+def sweep_findings(results: list[Result], tol: float = 0.01) -> list[str]:
+    """The best ε and what happens past it, when at least ``SWEEP_MIN_EPS`` ε were run."""
+    smoothed = sorted((r for r in results if r.run.kind == "hard"), key=lambda r: r.run.eps)
+    if len(smoothed) < SWEEP_MIN_EPS:
+        return []
+    eces = [_r3(r.final["ece"]) for r in smoothed]
+    i = min(range(len(eces)), key=lambda j: (eces[j], j))  # ties: the smaller ε
+    best, first, last = smoothed[i], smoothed[0], smoothed[-1]
+    span = f"ε from {first.run.eps:g} to {last.run.eps:g}"
+    if i == len(smoothed) - 1:
+        text = (
+            f"Across the ε sweep ({span}) the ECE is lowest at the largest ε tried, "
+            f"{best.run.eps:g} ({eces[i]:.3f}, against {eces[0]:.3f} at ε = {first.run.eps:g}); "
+            "the best ε may lie beyond it."
+        )
+    else:
+        worst = max(range(i + 1, len(eces)), key=lambda j: (eces[j], j))
+        after = smoothed[worst]
+        f = after.final
+        state = _gap_words(f["confidence"], f["accuracy"], tol)
+        rise = "rises" if eces[worst] > eces[i] else "stays"
+        if i == 0:
+            text = (
+                f"Across the ε sweep ({span}) the ECE is lowest at ε = {best.run.eps:g} "
+                f"({eces[i]:.3f}); every larger ε gave a higher ECE, up to {eces[worst]:.3f} at "
+                f"ε = {after.run.eps:g}, where the model is {state}."
+            )
+        else:
+            over = " smoothing over-corrects:" if f["confidence"] < f["accuracy"] - tol else ""
+            text = (
+                f"Across the ε sweep ({span}) the ECE is lowest at ε = {best.run.eps:g} "
+                f"({eces[i]:.3f}, against {eces[0]:.3f} at ε = {first.run.eps:g}); past it"
+                f"{over} the ECE {rise} to {eces[worst]:.3f} at ε = {after.run.eps:g}, where the "
+                f"model is {state}."
+            )
+    nlls = [_r3(r.final["nll"]) for r in smoothed]
+    k = min(range(len(nlls)), key=lambda j: (nlls[j], j))
+    text += (
+        f" The NLL is lowest at ε = {smoothed[k].run.eps:g} ({nlls[k]:.3f}); the accuracy goes "
+        f"from {first.final['accuracy']:.3f} at ε = {first.run.eps:g} to "
+        f"{last.final['accuracy']:.3f} at ε = {last.run.eps:g}, the mean logit norm from "
+        f"{first.final['logit_norm']:.1f} to {last.final['logit_norm']:.1f}."
+    )
+    return [text]
+
+
 def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list[str]:
     """Plain-language statements, each computed from the measured numbers."""
     out: list[str] = []
-    by_name = {r.run.name: r for r in results}
-    base = next((r for r in results if r.run.kind == "hard" and r.run.eps == 0), None)
+    base = _plain(results)
     if base is not None and len(base.history) > 1:
         h0, h1 = base.history[0], base.history[-1]
         out.append(
@@ -382,13 +707,7 @@ def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list
             f"at ε = 0 against {norms}."
         )
     for r in results:
-        gap = r.final["confidence"] - r.final["accuracy"]
-        if gap > tol:
-            verdict = f"over-confident by {100 * gap:.1f} points"
-        elif gap < -tol:
-            verdict = f"under-confident by {100 * -gap:.1f} points"
-        else:
-            verdict = f"about calibrated on average (gap {100 * gap:+.1f} points)"
+        verdict = _gap_words(r.final["confidence"], r.final["accuracy"], tol)
         t = r.temperature
         t_note = (
             f"T = {t:.2f} > 1 fitted on validation softens it"
@@ -408,9 +727,14 @@ def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list
             f"{1 - r.run.eps + r.run.eps / num_classes:.3f} at ε = {r.run.eps:g}" for r in under
         )
         out.append(
-            "On this data label smoothing made the model under-confident: the smoothed target "
-            f"never asks for a confidence above 1 − ε + ε/K ({caps}), while the test accuracy "
-            "is higher."
+            "Here label smoothing made the model under-confident"
+            + (
+                f" at ε = {_names([f'{r.run.eps:g}' for r in under])}"
+                if len(under) < len(smoothed)
+                else ""
+            )
+            + ": the smoothed target never asks for a confidence above 1 − ε + ε/K "
+            f"({caps}), and the model's confidence stays below its test accuracy."
             + (
                 " A temperature T < 1 fitted on validation undoes it and lowers the ECE in every "
                 "one of these runs."
@@ -418,46 +742,133 @@ def findings(results: list[Result], num_classes: int, tol: float = 0.01) -> list
                 else ""
             )
         )
+    out += remedy_findings(results)
+    out += sweep_findings(results, tol)
     best = min(results, key=lambda r: r.final["ece"])
     out.append(
         f"Lowest test ECE without post-hoc scaling: {best.run.name} ({best.final['ece']:.3f})."
     )
-    if base is not None:
-        better = [
-            r.run.name for r in results if r is not base and r.final["ece"] < base.final["ece_ts"]
-        ]
-        out.append(
-            f"Temperature scaling of the ε = 0 model (the post-hoc baseline) gives test ECE "
-            f"{base.final['ece_ts']:.3f} and NLL {base.final['nll_ts']:.3f} "
-            f"(from {base.final['ece']:.3f} and {base.final['nll']:.3f}); "
-            + (
-                f"runs with a lower ECE without it: {', '.join(better)}."
-                if better
-                else "no training-time remedy reached a lower ECE."
-            )
-        )
     accs = [r.final["accuracy"] for r in results]
     out.append(
         f"Test accuracy ranged from {min(accs):.3f} to {max(accs):.3f} across runs "
-        f"({len(by_name)} runs)."
+        f"({len(results)} runs)."
     )
     return out
 
 
-def summary_markdown(
-    results: list[Result],
-    data: Data,
-    opts: Options,
-    plots: list[str],
-    plot_note: str,
-    elapsed: float,
-) -> str:
-    n_tr, n_va, n_te = len(data.y_train), len(data.y_val), len(data.y_test)
+def contrast_findings(task_results: list[TaskResult], tol: float = 0.01) -> list[str]:
+    """How the same remedies fare on each task, from each task's measured table."""
+    out: list[str] = []
+    helped, over = set(), set()
+    for tr in task_results:
+        base = _plain(tr.results)
+        smoothed = [r for r in tr.results if r.run.kind == "hard" and r.run.eps > 0]
+        if base is None or not smoothed:
+            continue
+        b = base.final
+        if b["confidence"] - b["accuracy"] > tol:
+            over.add(tr.task.name)
+        lowered = [r for r in smoothed if _r3(r.final["ece"]) < _r3(b["ece"])]
+        if lowered:
+            helped.add(tr.task.name)
+        eps_list = _names([f"{r.run.eps:g}" for r in smoothed])
+        if len(lowered) == len(smoothed):
+            best = min(smoothed, key=lambda r: (_r3(r.final["ece"]), r.run.eps))
+            effect = (
+                f"label smoothing lowered the ECE at every ε tried (lowest {best.final['ece']:.3f} "
+                f"at ε = {best.run.eps:g})"
+            )
+        elif not lowered:
+            eces = [r.final["ece"] for r in smoothed]
+            raised = all(_r3(e) > _r3(b["ece"]) for e in eces)
+            effect = (
+                f"label smoothing {'raised' if raised else 'did not lower'} the ECE at every ε "
+                f"tried ({min(eces):.3f} to {max(eces):.3f} at ε = {eps_list})"
+            )
+        else:
+            effect = (
+                f"label smoothing lowered the ECE at ε = "
+                f"{_names([f'{r.run.eps:g}' for r in lowered])} and not at ε = "
+                f"{_names([f'{r.run.eps:g}' for r in smoothed if r not in lowered])}"
+            )
+        out.append(
+            f"{tr.task.name.capitalize()} task: the plain model (ε = 0) has accuracy "
+            f"{b['accuracy']:.3f}, mean confidence {b['confidence']:.3f} and ECE {b['ece']:.3f}: "
+            f"{_gap_words(b['confidence'], b['accuracy'], tol)}. Here {effect}; temperature "
+            f"scaling of the plain model gives ECE {b['ece_ts']:.3f} and NLL {b['nll_ts']:.3f} "
+            f"(from {b['nll']:.3f})."
+        )
+    names = [tr.task.name for tr in task_results]
+    if len(out) > 1 and helped and helped == over and len(helped) < len(out):
+        rest = [n for n in names if n not in helped]
+        out.append(
+            "Label smoothing lowered the ECE only where the plain model was over-confident ("
+            + _names(sorted(helped, key=names.index))
+            + "), not where it was not ("
+            + _names(rest)
+            + ")."
+        )
+    return out
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+_FIGURE_ALT = {
+    "logit_norm": "Mean logit norm per epoch",
+    "epochs": "Held-out metrics per epoch",
+    "reliability": "Reliability diagrams",
+    "confidence_hist": "Confidence histograms",
+}
+
+
+def _figure_links(names: list[str], folder: str, task: str | None, describe: bool) -> list[str]:
+    lines = []
+    for name, kind in zip(names, TASK_FIGURES, strict=True):
+        alt = f"{_FIGURE_ALT[kind]}, {task} task" if describe and task else name
+        lines += [f"![{alt}]({folder}{name})", ""]
+    return lines
+
+
+def task_block(tr: TaskResult, folder: str, figures: bool, describe: bool = False) -> list[str]:
+    """A task's table, findings and figure links as Markdown lines (ends with a blank line)."""
     lines = [
-        "# smoothce demo",
+        table(tr.results),
         "",
-        f"Data: {data.description}. Fixed split: {n_tr} train / {n_va} validation / {n_te} test.",
+        "Findings, computed from the measured numbers:",
         "",
+        *(f"- {s}" for s in findings(tr.results, tr.task.data.num_classes)),
+        "",
+    ]
+    if figures:
+        task = tr.task.name if tr.task.name != "data" else None
+        lines += _figure_links(tr.task.figures, folder, task, describe)
+    return lines
+
+
+def sweep_block(task_results: list[TaskResult], folder: str, figures: bool) -> list[str]:
+    lines = []
+    if figures:
+        lines += [f"![ECE, NLL, accuracy and logit norm against ε]({folder}{SWEEP_FIGURE})", ""]
+    for tr in task_results:
+        for s in sweep_findings(tr.results):
+            lines.append(
+                f"- {tr.task.name.capitalize()} task: {s[0].lower()}{s[1:]}"
+                if len(task_results) > 1
+                else f"- {s}"
+            )
+    return [*lines, ""]
+
+
+def _split_line(data: Data) -> str:
+    return (
+        f"Fixed split: {len(data.y_train)} train / {len(data.y_val)} validation / "
+        f"{len(data.y_test)} test."
+    )
+
+
+def _setup_lines(opts: Options, data: Data) -> list[str]:
+    return [
         f"Model: MLP {data.x_train.shape[1]} → {opts.hidden} (ReLU) → {data.num_classes}, "
         f"Adam (lr {opts.lr:g}), batch {opts.batch_size}, {opts.epochs} epochs, seed {opts.seed}, "
         f"gradients by backend `{opts.backend}`. Every run uses the same initialisation, batch "
@@ -470,39 +881,57 @@ def summary_markdown(
         f"labels (in every batch {100 * opts.noise_rate:g}% of the labels are redrawn as a "
         "different class, ε = 0).",
         "",
-        "## Test-split results after the last epoch",
-        "",
-        table(results),
-        "",
-        f"NLL and ECE ({N_BINS} equal-width bins) on the test split; “mean conf” is the mean "
-        "max-probability; “conf in (0.1, 0.9)” the share of test images whose max-probability "
-        "is strictly inside (0.1, 0.9); “conf when wrong” the mean max-probability on the "
-        "misclassified test images; T is the temperature fitted on the validation split "
-        "(post-hoc baseline), with the test NLL and ECE of softmax(z / T).",
-        "",
-        "## Findings",
-        "",
-        *(f"- {s}" for s in findings(results, data.num_classes)),
-        "",
-        "## Figures",
-        "",
     ]
-    if plots:
-        lines += [f"![{p}]({p})" for p in plots]
-    else:
-        lines.append(plot_note)
-    lines += [
-        "",
-        f"Per-epoch numbers are in `metrics.json`. Run time {elapsed:.1f} s.",
-        "",
-    ]
+
+
+def has_sweep(opts: Options) -> bool:
+    return len(opts.eps) >= SWEEP_MIN_EPS
+
+
+def summary_markdown(
+    task_results: list[TaskResult],
+    opts: Options,
+    plots: bool,
+    plot_note: str,
+    elapsed: float,
+) -> str:
+    first = task_results[0].task.data
+    lines = ["# smoothce demo", "", *_setup_lines(opts, first), TABLE_NOTE, ""]
+    for tr in task_results:
+        lines += [
+            f"## {tr.task.heading}",
+            "",
+            tr.task.about,
+            "",
+            _split_line(tr.task.data),
+            "",
+            "### Test-split results after the last epoch",
+            "",
+            table(tr.results),
+            "",
+            "### Findings",
+            "",
+            *(f"- {s}" for s in findings(tr.results, tr.task.data.num_classes)),
+            "",
+            "### Figures",
+            "",
+        ]
+        lines += _figure_links(tr.task.figures, "", None, False) if plots else [plot_note, ""]
+    if has_sweep(opts):
+        lines += ["## The ε sweep", "", *sweep_block(task_results, "", plots)]
+        if not plots:
+            lines += [plot_note, ""]
+    contrast = contrast_findings(task_results)
+    if len(task_results) > 1 and contrast:
+        lines += ["## Both tasks", "", *(f"- {s}" for s in contrast), ""]
+    lines += [f"Per-epoch numbers are in `metrics.json`. Run time {elapsed:.1f} s.", ""]
     return "\n".join(lines)
 
 
 def worked_example() -> str:
-    """The seed's example with smoothce's own softmax: the same logits, five times the norm."""
+    """The source post's example, with smoothce's softmax: the same logits, five times the norm."""
     z = np.array([1.5, 1.2, 1.0])
-    lines = ["The seed's worked example (smoothce.metrics.softmax):"]
+    lines = ["The source post's worked example (smoothce.metrics.softmax):"]
     for scale in (1, 5):
         zs = z * scale
         p = metrics.softmax(zs)
@@ -514,71 +943,207 @@ def worked_example() -> str:
     return "\n".join(lines)
 
 
+# --- the calibration guide -------------------------------------------------------------------
+
+
+def _begin(name: str) -> str:
+    return f"<!-- generated by `smoothce demo --docs`: begin {name} -->"
+
+
+def _end(name: str) -> str:
+    return f"<!-- generated: end {name} -->"
+
+
+def docs_problems(opts: Options) -> list[str]:
+    """Why ``opts`` cannot regenerate the guide: the page shows the default run only."""
+    default = Options()
+
+    def value(o: Options, name: str) -> object:
+        v = getattr(o, name)
+        return (v or "both") if name == "task" else v
+
+    return [
+        f"--{f.name.replace('_', '-')} is {value(opts, f.name)!r}, the default is "
+        f"{value(default, f.name)!r}"
+        for f in fields(Options)
+        if f.name not in _OUTPUT_OPTIONS and value(opts, f.name) != value(default, f.name)
+    ]
+
+
+def docs_blocks(task_results: list[TaskResult], opts: Options) -> dict[str, str]:
+    """The generated parts of the calibration guide, by block name."""
+    folder = f"{DOCS_FIGURES}/"
+    blocks = {
+        "run": (
+            f"The tables, findings and figures below come from one run of `smoothce demo` with "
+            f"its defaults (backend `{opts.backend}`, seed {opts.seed}, {opts.epochs} epochs, "
+            "ε ∈ {" + ", ".join(f"{e:g}" for e in opts.eps) + "}, both tasks), "
+            f"test split after the last epoch. `{REGENERATE}` regenerates them; a test checks "
+            "that they equal a fresh run's."
+        )
+    }
+    for tr in task_results:
+        blocks[tr.task.name] = "\n".join(task_block(tr, folder, True, describe=True)).strip()
+    blocks["sweep"] = "\n".join(sweep_block(task_results, folder, True)).strip()
+    blocks["both"] = "\n".join(f"- {s}" for s in contrast_findings(task_results))
+    return blocks
+
+
+def fill_page(page: str, blocks: dict[str, str]) -> str:
+    """``page`` with the text between each block's markers replaced by the block."""
+    for name, body in blocks.items():
+        pattern = re.compile(re.escape(_begin(name)) + r"\n.*?" + re.escape(_end(name)), re.S)
+        if not pattern.search(page):
+            raise ValueError(
+                f"the page lacks the block {name!r}: a line {_begin(name)} followed later by "
+                f"a line {_end(name)}"
+            )
+        replacement = f"{_begin(name)}\n\n{body}\n\n{_end(name)}"
+        page = pattern.sub(lambda _m, text=replacement: text, page)
+    return page
+
+
+def write_docs(
+    docs: Path, task_results: list[TaskResult], opts: Options, figures: list[Path]
+) -> list[str]:
+    """Regenerate the guide's blocks and copy the figures into ``docs``; returns what changed."""
+    page_path = docs / DOCS_PAGE
+    page = page_path.read_text(encoding="utf-8")
+    new = fill_page(page, docs_blocks(task_results, opts))
+    written = []
+    if new != page:
+        page_path.write_text(new, encoding="utf-8")
+        written.append(str(page_path))
+    if figures:
+        (docs / DOCS_FIGURES).mkdir(exist_ok=True)
+        for fig in figures:
+            shutil.copyfile(fig, docs / DOCS_FIGURES / fig.name)
+            written.append(str(docs / DOCS_FIGURES / fig.name))
+    return written
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def _check_docs(opts: Options) -> None:
+    if opts.docs is None:
+        return
+    problems = docs_problems(opts)
+    if problems:
+        raise ValueError(
+            "--docs regenerates the calibration guide, which shows the default run; "
+            + "; ".join(problems)
+        )
+    page = Path(opts.docs) / DOCS_PAGE
+    if not page.is_file():
+        raise ValueError(f"--docs {opts.docs}: no {DOCS_PAGE} there")
+    fill_page(page.read_text(encoding="utf-8"), dict.fromkeys((*TASKS, "run", "sweep", "both"), ""))
+
+
 def run_demo(opts: Options, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run the whole demo; returns the process exit code."""
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     started = time.perf_counter()
+    _check_docs(opts)
+    grad_fn = _demo_backends.make_grad_fn(opts.backend)
+    tasks = make_tasks(opts)
     print(worked_example(), file=out)
     print(file=out)
 
-    grad_fn = _demo_backends.make_grad_fn(opts.backend)
-    x, y, description = load_data(opts.data)
-    data = split(x, y, description)
-    print(
-        f"Data: {description}; {len(data.y_train)} train / {len(data.y_val)} validation / "
-        f"{len(data.y_test)} test. Backend: {opts.backend}.",
-        file=out,
-    )
     runs = runs_for(opts.eps)
-    soft = knn_soft_labels(data.x_train, data.y_train, data.num_classes, opts.soft_k)
-    progress = Progress(len(runs) * opts.epochs, err)
-    with _demo_backends.few_threads(opts.backend):
-        results = [train(run, data, opts, grad_fn, soft, progress) for run in runs]
+    progress = Progress(len(tasks) * len(runs) * opts.epochs, err)
+    task_results = []
+    for task in tasks:
+        data = task.data
+        label = f"{task.name:<5} " if len(tasks) > 1 else ""
+        with one_blas_thread(), _demo_backends.few_threads(opts.backend):
+            soft = knn_soft_labels(data.x_train, data.y_train, data.num_classes, opts.soft_k)
+            results = [train(run, data, opts, grad_fn, soft, progress, label) for run in runs]
+        tr = TaskResult(task, results)
+        task_results.append(tr)
+        print(file=out)
+        if task.name != "data":
+            print(f"{task.heading}.", file=out)
+        print(
+            f"Data: {data.description}; {len(data.y_train)} train / {len(data.y_val)} "
+            f"validation / {len(data.y_test)} test. Backend: {opts.backend}.",
+            file=out,
+        )
+        print(f"Test split after {opts.epochs} epochs:", file=out)
+        print(table(results), file=out)
+        print(file=out)
+        for s in findings(results, data.num_classes):
+            print(f"- {s}", file=out)
+    contrast = contrast_findings(task_results) if len(tasks) > 1 else []
+    if contrast:
+        print(file=out)
+        print("Both tasks:", file=out)
+        for s in contrast:
+            print(f"- {s}", file=out)
     elapsed = time.perf_counter() - started
 
-    print(file=out)
-    print(f"Test split after {opts.epochs} epochs:", file=out)
-    print(table(results), file=out)
-    print(file=out)
-    for s in findings(results, data.num_classes):
-        print(f"- {s}", file=out)
-
     opts.out.mkdir(parents=True, exist_ok=True)
-    plots: list[str] = []
+    figures: list[Path] = []
     plot_note = ""
     if opts.plots:
         try:
             from . import _plots
-
-            plots = _plots.write_all(results, data.y_test, opts.out, N_BINS)
         except ImportError as e:
             plot_note = (
                 f"Plots skipped: matplotlib is not installed ({e}). "
                 "Install it with `pip install 'smoothce[demo]'`."
             )
+        else:
+            for tr in task_results:
+                title = tr.task.name + " task" if tr.task.name != "data" else ""
+                paths = [opts.out / name for name in tr.task.figures]
+                figures += _plots.write_task(tr.results, tr.task.data.y_test, paths, N_BINS, title)
+            if has_sweep(opts):
+                sweep = [(tr.task.name, tr.results) for tr in task_results]
+                figures.append(_plots.write_sweep(sweep, opts.out / SWEEP_FIGURE))
     else:
         plot_note = "Plots skipped (--no-plots)."
-    summary = summary_markdown(results, data, opts, plots, plot_note, elapsed)
+    summary = summary_markdown(task_results, opts, bool(figures), plot_note, elapsed)
     (opts.out / "summary.md").write_text(summary, encoding="utf-8")
     record = {
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
-        "data": description,
+        "tasks": [
+            {
+                "name": tr.task.name,
+                "data": tr.task.data.description,
+                "train": len(tr.task.data.y_train),
+                "validation": len(tr.task.data.y_val),
+                "test": len(tr.task.data.y_test),
+            }
+            for tr in task_results
+        ],
         "runs": [
             {
+                "task": tr.task.name,
                 "name": r.run.name,
                 "eps": r.run.eps,
                 "kind": r.run.kind,
                 "final": r.final,
                 "history": r.history,
             }
-            for r in results
+            for tr in task_results
+            for r in tr.results
         ],
     }
     (opts.out / "metrics.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(file=out)
     if plot_note:
         print(plot_note, file=out)
-    written = ["summary.md", "metrics.json", *plots]
+    written = ["summary.md", "metrics.json", *(f.name for f in figures)]
     print(f"Wrote {', '.join(written)} to {opts.out} ({elapsed:.1f} s of training).", file=out)
+    if opts.docs is not None:
+        changed = write_docs(Path(opts.docs), task_results, opts, figures)
+        page = Path(opts.docs) / DOCS_PAGE
+        state = "updated" if str(page) in changed else "already up to date"
+        print(f"Calibration guide {page}: {state}.", file=out)
+        if figures:
+            print(f"Copied {len(figures)} figures to {Path(opts.docs) / DOCS_FIGURES}.", file=out)
+        else:
+            print(f"Figures in {Path(opts.docs) / DOCS_FIGURES} not regenerated.", file=out)
     return 0
