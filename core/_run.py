@@ -53,7 +53,7 @@ def evaluate(
     names = spec.names
     backend = common_backend(logits, labels, spec.weight, spec.where)
     xp = backend.namespace(logits)
-    if not xp.isdtype(logits.dtype, "real floating"):
+    if backend.dtype_kind(xp, logits.dtype) != "real floating":
         raise TypeError(f"{names.logits} must have a real floating dtype, got {logits.dtype}")
     ndim = logits.ndim
     if ndim is None or ndim == 0:
@@ -61,8 +61,8 @@ def evaluate(
     layout = _Layout.of(spec, logits)
     k = layout.k
     dtype = logits.dtype
-    work = xp.float32 if xp.finfo(dtype).bits < 32 else dtype  # accumulate 16-bit in float32
-    integer = _label_form(xp, layout, labels, names)
+    work = xp.float32 if backend.float_bits(xp, dtype) < 32 else dtype  # 16-bit: in float32
+    integer = _label_form(backend.dtype_kind(xp, labels.dtype), layout, labels, names)
     if grad_labels and integer:
         raise TypeError(f"integer {names.labels} have no derivative")
     if not integer and spec.ignore_index is not None:
@@ -154,17 +154,16 @@ class _Layout(NamedTuple):
         shape = tuple(logits.shape)
         ndim = len(shape)
         axes = spec.axis if isinstance(spec.axis, tuple) else (spec.axis,)
-        for a in axes:
-            if not -ndim <= a < ndim:
-                raise ValueError(
-                    f"{spec.names.axis} {spec.axis!r} is out of range for "
-                    f"{spec.names.logits} with {ndim} dimension(s)"
-                )
+        if not all(-ndim <= a < ndim for a in axes):
+            raise ValueError(
+                f"{spec.names.axis} {spec.axis!r} is out of range for "
+                f"{spec.names.logits} with {ndim} dimension(s)"
+            )
         axes = tuple(a % ndim for a in axes)
-        if len(set(axes)) != len(axes):
+        if len(axes) > 1 and len(set(axes)) != len(axes):
             raise ValueError(f"{spec.names.axis} {spec.axis!r} names an axis twice")
         sizes = [shape[a] for a in axes]
-        if any(s is None for s in sizes):
+        if None in sizes:
             raise ValueError(
                 f"the class dimension(s) of {spec.names.logits} must be statically known, "
                 f"got shape {shape}"
@@ -275,12 +274,12 @@ def _broadcast(xp: Any, labels: Any, logits: Any) -> Any:
 # --- checks that need the arrays ----------------------------------------------------------------
 
 
-def _label_form(xp: Any, layout: _Layout, labels: Any, names: Any) -> bool:
+def _label_form(kind: str, layout: _Layout, labels: Any, names: Any) -> bool:
     """True for integer class indices, False for probability labels; raises otherwise."""
     shape, batch = layout.shape, layout.batch
     label_shape = tuple(labels.shape)
-    integer = xp.isdtype(labels.dtype, "integral")
-    floating = xp.isdtype(labels.dtype, "real floating")
+    integer = kind == "integral"
+    floating = kind == "real floating"
     if integer and _same(label_shape, batch):
         return True
     if floating and _broadcasts(label_shape, shape):

@@ -208,6 +208,8 @@ def _array_or_none(value: Any) -> Any:
 
 def check_index(value: Any, name: str) -> int:
     """An integer argument as a Python int (NumPy integers work); bools are refused."""
+    if type(value) is int:  # the usual case, first: this runs on every call
+        return value
     if isinstance(value, bool) or _is_bool_scalar(value):
         raise TypeError(f"{name} must be an integer, got the bool {value!r}")
     try:
@@ -235,6 +237,8 @@ def _check_real(value: Any, name: str) -> float:
 
 def _check_eps(eps: Any, name: str) -> Any:
     """ε as a float in [0, 1], or a 0-d array (its value checked when it can be read)."""
+    if type(eps) is float and 0.0 <= eps <= 1.0:  # the usual case, first
+        return eps
     if isinstance(eps, _Hole):
         return eps
     if isinstance(eps, numbers.Real) and not isinstance(eps, bool) and not _is_bool_scalar(eps):
@@ -262,6 +266,8 @@ def _in_unit_interval(value: float, name: str) -> float:
 
 def _check_axis(axis: Any, name: str) -> int | tuple[int, ...]:
     """An int, or a non-empty tuple of distinct ints (the range is checked against the logits)."""
+    if type(axis) is int:
+        return axis
     if isinstance(axis, _Hole):
         return axis
     if isinstance(axis, (tuple, list)):

@@ -187,7 +187,7 @@ def _scale(gradient: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         or torch._C._autograd._get_current_graph_task_keep_graph()
     ):
         return upstream * gradient
-    if upstream.dim() == 0 and upstream.device.type == "cpu" and upstream.item() == 1:
+    if upstream.dim() == 0 and upstream.is_cpu and upstream.item() == 1:
         return gradient  # loss.backward(): reading a CPU scalar costs no device sync
     return gradient.mul_(upstream)
 

@@ -117,6 +117,26 @@ class Backend:
         info = xp.__array_namespace_info__()
         return info.default_dtypes(device=self.device(x))["indexing"]
 
+    def dtype_kind(self, xp: Any, dtype: Any) -> str:
+        """``"integral"``, ``"real floating"``, ``"bool"`` or ``"other"``, cached per dtype
+        (``isdtype`` costs microseconds, and every call asks it several times)."""
+        key = (id(xp), dtype)
+        kind = _KINDS.get(key)
+        if kind is None:
+            kind = next(
+                (k for k in ("integral", "real floating", "bool") if xp.isdtype(dtype, k)), "other"
+            )
+            _KINDS[key] = kind
+        return kind
+
+    def float_bits(self, xp: Any, dtype: Any) -> int:
+        """The number of bits of a floating dtype, cached."""
+        key = (id(xp), dtype)
+        bits = _BITS.get(key)
+        if bits is None:
+            bits = _BITS[key] = xp.finfo(dtype).bits
+        return bits
+
     def uniform(self, xp: Any, shape: tuple[int, ...], rng: Any, like: Any) -> Any:
         """Uniform [0, 1) draws of ``shape`` on ``like``'s device, from a NumPy generator or
         an int seed (libraries with random state of their own override this)."""
@@ -130,3 +150,7 @@ class Backend:
                 f"got {type(rng).__name__}"
             )
         return xp.asarray(np.random.default_rng(rng).random(shape), device=self.device(like))
+
+
+_KINDS: dict[Any, str] = {}
+_BITS: dict[Any, int] = {}

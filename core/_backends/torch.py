@@ -76,7 +76,12 @@ class TorchBackend(Backend):
         )
 
     def on_host(self, x: Any) -> bool:
-        return x.device.type == "cpu" and not self.is_traced(x)
+        return x.is_cpu and not self.is_traced(x)
+
+    def index_dtype(self, xp: Any, x: Any) -> Any:
+        import torch
+
+        return torch.int64
 
     def extremes(self, xp: Any, x: Any) -> tuple[Any, Any]:
         import torch
