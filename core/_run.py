@@ -52,6 +52,7 @@ def evaluate(
     """The loss of ``spec`` on ``logits`` and ``labels`` and the derivatives asked for."""
     names = spec.names
     backend = common_backend(logits, labels, spec.weight, spec.where)
+    logits, labels = backend.coerce(logits), backend.coerce(labels)
     xp = backend.namespace(logits)
     if backend.dtype_kind(xp, logits.dtype) != "real floating":
         raise TypeError(f"{names.logits} must have a real floating dtype, got {logits.dtype}")
@@ -117,7 +118,13 @@ def evaluate(
         scale = math.nan if empty else 1.0 / denominator
     problem = Problem(xp, eps, spec.others, w, mask, scale, eps_unread)
     want = Want(grad, grad_eps, grad_labels, target_mass)
-    out = _execute(backend, xp, problem, z, target, want, spec, dtype, work)
+    if spec.overwrite and not integer and backend.shares_memory(labels, logits):
+        raise ValueError(
+            f"overwrite=True would write the gradient over the {names.labels}: they share "
+            f"memory with the {names.logits}"
+        )
+    operands = (logits, labels, spec.weight, eps)
+    out = _execute(backend, xp, problem, z, target, want, spec, dtype, work, operands)
 
     value = _reduce(xp, out.loss, spec.reduction, denominator)
     d_eps = None
@@ -360,13 +367,14 @@ def _check_label_values(
 ) -> tuple[bool, int | None]:
     """Eager check of integer labels: range, and not on a class that ``where`` masks out.
 
-    Labels are read only when that costs no device synchronisation (NumPy, CPU tensors,
-    concrete arrays); elsewhere bad labels make their rows NaN. Returns ``(checked,
+    Labels are read when ``spec.check_labels`` says so (by default: when that costs no device
+    synchronisation); elsewhere bad labels make their rows NaN. Returns ``(checked,
     ignore_index)``: whether the values passed the check, and ``ignore_index`` or None when
     no label equals it (which lets the kernel drop that bookkeeping).
     """
     ignore = spec.ignore_index
-    if not backend.on_host(labels) or math.prod(labels.shape) == 0:
+    read = backend.on_host(labels) if spec.check_labels is None else spec.check_labels
+    if not read or backend.is_traced(labels) or math.prod(labels.shape) == 0:
         return False, ignore
     low, high = backend.extremes(xp, labels)
     if backend.is_traced(low):  # concrete labels, but a trace in progress stages the reduction
@@ -438,11 +446,12 @@ def _execute(
     spec: LossSpec,
     dtype: Any,
     work: Any,
+    operands: tuple[Any, ...],
 ) -> Rows:
     """Run the kernel: over row blocks, as one in-place block, or out of place."""
     ops = None
     if not (want.labels or want.target or backend.is_traced(z)):
-        ops = backend.inplace_ops(xp, z)  # None where buffers cannot be written
+        ops = backend.inplace_ops(xp, z, operands)  # None where buffers cannot be written
     row_free_mask = p.mask is None or math.prod(tuple(p.mask.shape)[:-1]) == 1
     if spec.overwrite:
         refusal = None if ops is not None else "it cannot be written in place here"
@@ -462,6 +471,9 @@ def _execute(
         if size > 0 and (spec.overwrite or (block is not None and size > block)):
             return _blocked(p, ops, z, target, want, spec.overwrite, work, backend.device(z))
     # one kernel call; eager in-place ops then work in one fresh buffer
+    if spec.overwrite:  # an empty batch: nothing to write, the (empty) logits are the gradient
+        result = rows(p, Functional(xp, backend.device), z, target, None, want)
+        return result._replace(grad=z if want.grad else None)
     out = None
     if work != dtype:
         z = xp.astype(z, work)

@@ -82,6 +82,10 @@ class LossSpec:
         (Keras's ``from_logits=False``): they are normalised, clipped to [δ, 1 − δ] and their
         log is the logits, and the gradient is taken with respect to the probabilities.
       overwrite: write the gradient into the logits' own buffer.
+      check_labels: when integer labels are read and checked. None (the default): when that
+        costs no device synchronisation (NumPy, CPU tensors, concrete arrays on the host);
+        True: always, eagerly (one synchronisation on an accelerator); False: never. Labels
+        that are not read make their own rows NaN when they are out of range.
       names: the caller's names of the arguments, for error messages.
 
     Build it with :meth:`build` (or the constructor: both validate).
@@ -96,6 +100,7 @@ class LossSpec:
     spread: Spread = "all"
     probabilities: float | None = None
     overwrite: bool = False
+    check_labels: bool | None = None
     names: Names = NAMES
 
     def __post_init__(self) -> None:
@@ -122,6 +127,8 @@ class LossSpec:
             set_(self, "probabilities", clip)
         if not isinstance(self.overwrite, bool):
             raise TypeError(f"overwrite must be True or False, got {self.overwrite!r}")
+        if self.check_labels is not None and not isinstance(self.check_labels, bool):
+            raise TypeError(f"check_labels must be True, False or None, got {self.check_labels!r}")
 
     @classmethod
     def build(
@@ -136,6 +143,7 @@ class LossSpec:
         spread: Any = "all",
         probabilities: Any = None,
         overwrite: Any = False,
+        check_labels: Any = None,
         names: Names = NAMES,
     ) -> LossSpec:
         """The spec for these arguments, checked; raises ``TypeError``/``ValueError``."""
@@ -149,6 +157,7 @@ class LossSpec:
             spread,
             probabilities,
             overwrite,
+            check_labels,
             names,
         )
 

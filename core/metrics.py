@@ -11,6 +11,7 @@ c = max_k p_k, prediction ŷ = argmax_k p_k, y the integer label.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, NamedTuple
 
 from ._api import loss as _loss
@@ -247,8 +248,9 @@ def noisy_labels(
     xp = backend.namespace(labels)
     if not xp.isdtype(labels.dtype, "integral"):
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise TypeError(f"rate must be a number in [0, 1], got {rate!r}")
+    rate = float(rate)
     if not 0 <= rate <= 1:
         raise ValueError(f"rate must be a number in [0, 1], got {rate!r}")
     num_classes = check_positive(num_classes, "num_classes", minimum=2)

@@ -87,6 +87,14 @@ class Backend:
         """The array-API namespace of ``x``."""
         return array_api_compat.array_namespace(x)
 
+    def coerce(self, x: Any) -> Any:
+        """``x`` as an array the namespace's functions accept (e.g. a variable's value)."""
+        return x
+
+    def shares_memory(self, a: Any, b: Any) -> bool:
+        """Whether writing into ``b`` may change ``a`` (False where buffers are immutable)."""
+        return False
+
     def device(self, x: Any) -> Any:
         """Where ``x`` lives, in the form the namespace's creation functions accept."""
         return array_api_compat.device(x)
@@ -104,8 +112,9 @@ class Backend:
         """``(min(x), max(x))`` as 0-d arrays."""
         return xp.min(x), xp.max(x)
 
-    def inplace_ops(self, xp: Any, x: Any) -> Functional | None:
-        """Primitives that write into caller-provided buffers, when ``x``'s library can."""
+    def inplace_ops(self, xp: Any, x: Any, operands: tuple[Any, ...] = ()) -> Functional | None:
+        """Primitives that write into caller-provided buffers, when ``x``'s library can (and
+        nothing in ``operands``, the call's other arrays, forbids it)."""
         return None
 
     def overwrite_refusal(self, x: Any) -> str | None:

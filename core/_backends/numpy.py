@@ -79,8 +79,11 @@ class NumPyBackend(Backend):
     def on_host(self, x: Any) -> bool:
         return True
 
-    def inplace_ops(self, xp: Any, x: Any) -> InPlace:
+    def inplace_ops(self, xp: Any, x: Any, operands: tuple[Any, ...] = ()) -> InPlace:
         return self.ops
+
+    def shares_memory(self, a: Any, b: Any) -> bool:
+        return bool(np.may_share_memory(a, b))
 
     def overwrite_refusal(self, x: Any) -> str | None:
         if not x.flags.writeable:

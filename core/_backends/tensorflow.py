@@ -26,6 +26,11 @@ class TensorFlowBackend(Backend):
 
         return _tf_namespace
 
+    def coerce(self, x: Any) -> Any:
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(x) if isinstance(x, tf.Variable) else x  # reads its value
+
     def device(self, x: Any) -> Any:
         return None  # TF places new tensors by its own device scope
 

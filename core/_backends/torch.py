@@ -68,6 +68,11 @@ class TorchBackend(Backend):
     def device(self, x: Any) -> Any:
         return x.device
 
+    def shares_memory(self, a: Any, b: Any) -> bool:
+        if a.device != b.device or a.numel() == 0 or b.numel() == 0:
+            return False
+        return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
     def is_traced(self, x: Any) -> bool:
         import torch
 
@@ -99,12 +104,14 @@ class TorchBackend(Backend):
 
         return torch.aminmax(x)  # reads the input once for both
 
-    def inplace_ops(self, xp: Any, x: Any) -> InPlace | None:
+    def inplace_ops(self, xp: Any, x: Any, operands: tuple[Any, ...] = ()) -> InPlace | None:
         import torch
 
         # out= cannot be recorded by autograd; inside a custom Function's forward (grad mode
         # off) a tensor that requires grad is only read, which is fine
-        if x.requires_grad and torch.is_grad_enabled():
+        if torch.is_grad_enabled() and any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in (x, *operands)
+        ):
             return None
         cpu = x.device.type == "cpu"
         ops = self._ops.get(cpu)
