@@ -2,6 +2,7 @@
 
     python3 dev.py demo [demo options]   # the main job: NumPy only, in .venv-demo
     python3 dev.py test [pytest options] # lint + the whole cross-framework matrix, in .venv
+    python3 dev.py test-minimal          # the suite where only smoothce's own needs are installed
     python3 dev.py docs                  # strict build of the documentation site, in .venv-docs
     python3 dev.py bench [bench options] # the benchmark table, in .venv
 
@@ -25,6 +26,8 @@ ENVS = {
     # name: (folder, what to install)
     "demo": (".venv-demo", ["-e", ".[demo]"]),
     "test": (".venv", [*TEST_PINS, "-e", ".[all,test]"]),
+    # what `pip install smoothce` brings, plus the test tools: the framework tests skip here
+    "test-minimal": (".venv-min", ["-e", ".[minimal-test]"]),
     # mkdocstrings reads the source of an installed package; it cannot follow the editable
     # install's folder mapping, so the docs build installs a plain copy (refreshed every run)
     "docs": (".venv-docs", [".[docs]"]),
@@ -57,7 +60,7 @@ def ensure_env(name: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "docs", "bench"):
+    if not argv or argv[0] not in ("demo", "test", "test-minimal", "docs", "bench"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -69,6 +72,9 @@ def main(argv: list[str]) -> int:
         refresh = [python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "."]
         subprocess.run(refresh, cwd=ROOT, check=True)
         return subprocess.call([python, "-m", "mkdocs", "build", "--strict", *rest], cwd=ROOT)
+    if command == "test-minimal":
+        python = str(ensure_env("test-minimal"))
+        return subprocess.call([python, "-m", "pytest", "-rs", *rest], cwd=ROOT)
     python = ensure_env("test")
     if command == "bench":
         return subprocess.call([str(python), "-m", "smoothce.cli", "bench", *rest], cwd=ROOT)

@@ -107,7 +107,7 @@ def grad(
       >>> import numpy as np, smoothce
       >>> g = smoothce.grad(np.array([[2.0, 1.0, 0.1]]), np.array([0]), 0.1)
       >>> np.round(g, 4)
-      array([[-0.2746,  0.2115,  0.0631]])
+      array([[-0.2743,  0.2091,  0.0652]])
     """
     return loss_and_grad(
         logits,

@@ -36,6 +36,12 @@ def softmax(logits: Any, *, axis: int = -1) -> Any:
     keeps ``exp`` from overflowing. ``softmax([1.5, 1.2, 1.0])`` is ``[0.4260, 0.3156, 0.2584]``;
     five times those logits give ``[0.7662, 0.1710, 0.0629]``: scaling the logits up makes the
     output more extreme without changing the predicted class.
+
+    Example:
+      >>> import numpy as np
+      >>> from smoothce import metrics
+      >>> metrics.softmax(np.array([1.5, 1.2, 1.0])).round(4)
+      array([0.426 , 0.3156, 0.2584])
     """
     xp = _namespace(logits)
     _check_floating(xp, logits, "logits")
@@ -50,6 +56,12 @@ def logit_norm(logits: Any, *, axis: int = -1, centered: bool = False) -> Any:
     training tends to inflate this norm; label smoothing gives the loss a finite optimum.
     ``centered=True`` measures ‖z − mean(z)‖₂ instead, which ignores the shift that softmax
     cannot see.
+
+    Example:
+      >>> import numpy as np
+      >>> from smoothce import metrics
+      >>> metrics.logit_norm(np.array([[3.0, 4.0]]))
+      array([5.])
     """
     xp = _namespace(logits)
     _check_floating(xp, logits, "logits")
@@ -92,6 +104,14 @@ def reliability_curve(
 
     Returns:
       A :class:`ReliabilityCurve` in the input's library.
+
+    Example:
+      >>> import numpy as np
+      >>> from smoothce import metrics
+      >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+      >>> curve = metrics.reliability_curve(z, np.array([0, 1, 1, 1]), n_bins=2)
+      >>> curve.count, curve.accuracy
+      (array([0., 4.]), array([ nan, 0.75]))
     """
     xp, conf, correct, n_bins, device = _confidence_and_correct(
         logits_or_probs, labels, n_bins, from_logits, axis
@@ -134,6 +154,13 @@ def expected_calibration_error(
     Returns:
       A 0-d floating array in the input's library (``float(...)`` gives the number). No
       value-dependent Python branches: it can be traced by ``jax.jit`` or ``tf.function``.
+
+    Example:
+      >>> import numpy as np
+      >>> from smoothce import metrics
+      >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+      >>> round(float(metrics.expected_calibration_error(z, np.array([0, 1, 1, 1]))), 4)
+      0.2278
     """
     xp, conf, correct, n_bins, device = _confidence_and_correct(
         logits_or_probs, labels, n_bins, from_logits, axis
@@ -173,6 +200,13 @@ def fit_temperature(
 
     Returns:
       T as a Python float.
+
+    Example:
+      >>> import numpy as np
+      >>> from smoothce import metrics
+      >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+      >>> round(metrics.fit_temperature(z, np.array([0, 1, 1, 1])), 2)
+      2.01
     """
     low, high = (float(b) for b in bounds)
     if not (0 < low < high and math.isfinite(high)):
@@ -243,6 +277,12 @@ def noisy_labels(
 
     Returns:
       New labels, same shape, dtype and library as ``labels``.
+
+    Example:
+      >>> import numpy as np
+      >>> from smoothce import metrics
+      >>> metrics.noisy_labels(np.array([0, 1, 2, 0]), 0.5, 3, rng=0)
+      array([0, 0, 0, 1])
     """
     backend = common_backend(labels, draws)
     xp = backend.namespace(labels)

@@ -12,13 +12,18 @@ import subprocess
 import sys
 import textwrap
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from smoothce.jax import softmax_cross_entropy, softmax_cross_entropy_with_integer_labels
+jax = pytest.importorskip("jax")
+optax = pytest.importorskip("optax")
+
+import jax.numpy as jnp  # noqa: E402
+
+from smoothce.jax import (  # noqa: E402
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+)
 
 TOL = {jnp.float64: 1e-10, jnp.float32: 2e-5}
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("keras")
+
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 SCRIPT = Path(__file__).with_name("keras_backend_check.py")
 TIGHT = 1e-6  # float32 round-off of one loss evaluation

@@ -147,8 +147,8 @@ def test_ece_class_axis_and_batch_shape(xp, rng):
 
 
 def test_ece_traces_under_jit_and_tf_function(rng):
-    import jax
-    import tensorflow as tf
+    jax = pytest.importorskip("jax")
+    tf = pytest.importorskip("tensorflow")
 
     z, y = sample(rng, n=80)
     want = ref_ece(ref_softmax(z), y, 15)
@@ -279,14 +279,14 @@ def test_noisy_labels_errors(xp):
 
 
 def test_noisy_labels_jax_needs_a_key():
-    import jax.numpy as jnp
+    jnp = pytest.importorskip("jax.numpy")
 
     with pytest.raises(ValueError, match=r"jax\.random\.key"):
         metrics.noisy_labels(jnp.asarray([0, 1]), 0.5, 2)
 
 
 def test_noisy_labels_under_jit():
-    import jax
+    jax = pytest.importorskip("jax")
 
     y = np.arange(8) % 4
     u = np.linspace(0, 0.99, 8)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-import smoothce.tensorflow as stf
+tf = pytest.importorskip("tensorflow")
+
+import smoothce.tensorflow as stf  # noqa: E402
 
 EPS = 0.1
 MODES = ["eager", "function", "xla"]

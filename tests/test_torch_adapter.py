@@ -10,11 +10,13 @@ import copy
 import math
 
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-import smoothce.torch as st
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import smoothce.torch as st  # noqa: E402
 
 EPS_VALUES = (0.0, 0.1, 0.37, 1.0)
 C = 5

@@ -73,8 +73,9 @@ def softmax_cross_entropy(
     Example:
       >>> import jax.numpy as jnp, smoothce.jax
       >>> logits = jnp.array([[2.0, 1.0, 0.1]])
-      >>> smoothce.jax.softmax_cross_entropy(logits, jnp.array([[1.0, 0.0, 0.0]])).round(4)
-      Array([0.5137], dtype=float32)
+      >>> loss = smoothce.jax.softmax_cross_entropy(logits, jnp.array([[1.0, 0.0, 0.0]]))
+      >>> [round(float(v), 4) for v in loss]
+      [0.5137]
     """
     return _dispatch(logits, labels, axis, where, label_smoothing, integer=False)
 
@@ -118,8 +119,9 @@ def softmax_cross_entropy_with_integer_labels(
     Example:
       >>> import jax.numpy as jnp, smoothce.jax
       >>> logits = jnp.array([[2.0, 1.0, 0.1]])
-      >>> smoothce.jax.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0])).round(4)
-      Array([0.5137], dtype=float32)
+      >>> loss = smoothce.jax.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0]))
+      >>> [round(float(v), 4) for v in loss]
+      [0.5137]
     """
     return _dispatch(logits, labels, axis, where, label_smoothing, integer=True)
 
