@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 EPS = 0.1
@@ -364,6 +365,42 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _error(message: object) -> int:
+    """The one-line ``smoothce bench: error: ...`` message; returns the exit code 2."""
+    print(f"smoothce bench: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
+def out_problem(path: str) -> str | None:
+    """Why the Markdown file ``path`` cannot be written, or None; leaves nothing behind."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a directory"
+    parent = target.absolute().parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        return f"cannot write it: {parent} {why}"
+    existed = os.path.lexists(target)
+    try:
+        with open(target, "a"):  # appends nothing: only asks for write access
+            pass
+    except OSError as err:
+        return f"cannot write it ({err.strerror or err})"
+    if not existed:
+        target.unlink()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="smoothce bench",
@@ -379,9 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--repeats",
-        type=int,
+        type=_positive_int,
         default=7,
-        help="timed repetitions per contender after warm-up (median reported)",
+        help="timed repetitions per contender after warm-up, at least 1 (median reported; "
+        "default: 7)",
     )
     parser.add_argument(
         "--no-memory",
@@ -393,12 +431,15 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         default=None,
         help="also write the table, with the machine's description, to this "
-        "Markdown file (e.g. docs/benchmarks.md)",
+        "Markdown file (e.g. docs/benchmarks.md); checked before the benchmark runs and left "
+        "as it was when every case fails",
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
+        if len(args.worker) != 6 or args.worker[0] not in ("time", "memory"):
+            parser.error("--worker takes: time|memory FRAMEWORK N K DTYPE REPEATS|CONTENDER")
         kind, framework, n, k, dtype, extra = args.worker
         if kind == "time":
             result: Any = _time_worker(framework, int(n), int(k), dtype, int(extra))
@@ -407,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
+    if args.out:
+        why = out_problem(args.out)
+        if why:
+            return _error(f"--out {args.out}: {why}")
     frameworks = args.frameworks or [f for f in FRAMEWORKS if _installed(f)]
     rows = run(
         frameworks,
@@ -417,18 +462,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     text = table(rows)
     print(text)
+    failed = [row for row in rows if "error" in row]
+    if rows and len(failed) == len(rows):
+        first = failed[0]
+        return _error(
+            f"every case failed ({len(rows)}); the first, {first['framework']} "
+            f"{first['shape'][0]}×{first['shape'][1]} {first['dtype']}: {first['error']}"
+            + (f"; {args.out} left unchanged" if args.out else "")
+        )
     if args.out:
-        with open(args.out, "w") as out:
-            out.write(
-                "# Benchmarks\n\n"
-                f"Machine: {_machine()}.\n\n"
-                "Forward + backward, ε = 0.1, integer labels, mean reduction; median of "
-                f"{args.repeats} samples after warm-up (a sample averages as many calls as "
-                f"fill {MIN_SAMPLE_S * 1e3:g} ms), contenders alternated in one process (the "
-                "first one rotating). Extra "
-                "memory: peak resident memory of one step above the inputs, in N×C buffers "
-                "of the input dtype, one fresh process per case.\n\n" + text + "\n"
-            )
+        report = (
+            "# Benchmarks\n\n"
+            f"Machine: {_machine()}.\n\n"
+            "Forward + backward, ε = 0.1, integer labels, mean reduction; median of "
+            f"{args.repeats} samples after warm-up (a sample averages as many calls as "
+            f"fill {MIN_SAMPLE_S * 1e3:g} ms), contenders alternated in one process (the "
+            "first one rotating). Extra "
+            "memory: peak resident memory of one step above the inputs, in N×C buffers "
+            "of the input dtype, one fresh process per case.\n\n" + text + "\n"
+        )
+        try:
+            with open(args.out, "w", encoding="utf-8") as out:
+                out.write(report)
+        except OSError as err:  # it was checked before the run; something changed since
+            return _error(f"--out {args.out}: cannot write it ({err.strerror or err})")
     return 0
 
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import os
 import re
 import shutil
 import sys
+import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -121,8 +124,13 @@ class Task:
 
     @property
     def figures(self) -> list[str]:
-        prefix = "" if self.name == "data" else f"{self.name}_"
-        return [f"{prefix}{f}.png" for f in TASK_FIGURES]
+        return figure_names(self.name)
+
+
+def figure_names(task: str) -> list[str]:
+    """The PNG files of one task: plain names for ``--data``, prefixed for the bundled tasks."""
+    prefix = "" if task == "data" else f"{task}_"
+    return [f"{prefix}{f}.png" for f in TASK_FIGURES]
 
 
 @dataclass
@@ -134,40 +142,126 @@ class TaskResult:
 # --- data ------------------------------------------------------------------------------------
 
 
+# The largest class count --data may imply (K = the largest label + 1). The demo holds a few
+# N×K arrays (one-hot and soft targets) and an MLP output layer of K units, so a stray huge
+# label (1e9) must be refused before anything is allocated; K may also not exceed N.
+MAX_CLASSES = 10_000
+MIN_EXAMPLES = 10
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays ``x`` and ``y`` of the ``--data`` file, or a one-line ValueError naming it."""
+    where = f"--data {path}"
+    if not path.exists():
+        raise ValueError(f"{where}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{where}: not a file")
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise ValueError(f"{where}: cannot read it ({err.strerror or err})") from None
+    if not is_zip:
+        raise ValueError(
+            f"{where}: not an .npz file (a zip archive of .npy arrays, as numpy.savez writes)"
+        )
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as err:  # a damaged archive: zipfile, zlib and NumPy raise various types
+        raise ValueError(f"{where}: not a readable .npz file ({_one_line(err)})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a .npy file with a zip archive appended
+        raise ValueError(f"{where}: not an .npz file (it starts as a .npy file)")
+    with npz:
+        missing = [k for k in ("x", "y") if k not in npz.files]
+        if missing:
+            raise ValueError(f"{where}: lacks array(s) {missing}; it has {npz.files}")
+        arrays = []
+        for name in ("x", "y"):
+            try:
+                arrays.append(np.asarray(npz[name]))
+            except Exception as err:  # object arrays, damaged members, CRC errors, ...
+                raise ValueError(
+                    f"{where}: cannot read array {name!r} ({_one_line(err)})"
+                ) from None
+    return arrays[0], arrays[1]
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def check_arrays(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` as float32 (N, D) and ``y`` as int64 (N,), or a ValueError starting with ``where``.
+
+    Every check runs before anything of the size of N×K (K the class count) is allocated.
+    """
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"{where}: {problem}")
+
+    if x.ndim < 2:
+        raise bad(f"x must have shape (N, features...), got shape {x.shape}")
+    if y.ndim != 1:
+        raise bad(f"y must have shape (N,), got shape {y.shape}")
+    if len(x) != len(y):
+        raise bad(f"x has {len(x)} rows but y has {len(y)} labels")
+    n = len(y)
+    if n < MIN_EXAMPLES:
+        raise bad(f"need at least {MIN_EXAMPLES} examples, got {n}")
+    if math.prod(x.shape[1:]) == 0:
+        raise bad(f"x has no features (shape {x.shape})")
+    if x.dtype.kind == "c":
+        raise bad(
+            f"x is complex ({x.dtype}); the demo needs real features "
+            "(put real and imaginary parts in separate features)"
+        )
+    if x.dtype.kind not in "biuf":
+        raise bad(f"x must hold real numbers, got dtype {x.dtype}")
+    if y.dtype.kind == "f":
+        finite = np.isfinite(y)
+        if not finite.all():
+            raise bad(f"y holds {int(np.count_nonzero(~finite))} NaN or infinite label(s)")
+        fractional = y != np.round(y)
+        if fractional.any():
+            raise bad(
+                f"y must hold integer class labels, got {y[fractional][0].item():g} "
+                f"(and {int(np.count_nonzero(fractional)) - 1} more non-integer values)"
+            )
+    elif y.dtype.kind not in "biu":
+        raise bad(f"y must hold integer class labels, got dtype {y.dtype}")
+    lowest, highest = y.min().item(), y.max().item()
+    if lowest < 0:
+        raise bad(f"labels must be >= 0, got {lowest:g}")
+    k = int(highest) + 1
+    if k > min(MAX_CLASSES, n):
+        raise bad(
+            f"the largest label is {int(highest)}, which means {k} classes; labels must be "
+            f"0…K−1 with K at most {MAX_CLASSES:,} and at most the number of examples ({n})"
+        )
+    if k < 2:
+        raise bad("need at least 2 classes, every label is 0")
+    with np.errstate(over="ignore", invalid="ignore"):  # reported just below
+        x = x.reshape(n, -1).astype(np.float32)
+    finite = np.isfinite(x)
+    if not finite.all():
+        raise bad(
+            f"x holds {int(np.count_nonzero(~finite))} NaN or infinite value(s) "
+            "(or values too large for float32)"
+        )
+    return x, y.astype(np.int64)
+
+
 def load_data(path: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
     """``x`` as float32 (N, D) and ``y`` as int64 (N,) from an ``.npz`` with arrays x and y."""
     if path is None:
         with resources.files("smoothce.cli").joinpath("data/digits.npz").open("rb") as f:
             npz = np.load(f)
             x, y = npz["x"], npz["y"]
-        description = f"{DIGITS_CITATION}: {len(y)} 8×8 images, 10 classes"
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"--data {path}: no such file")
-        with np.load(path) as npz:
-            missing = [k for k in ("x", "y") if k not in npz.files]
-            if missing:
-                raise ValueError(f"--data {path} lacks array(s) {missing}; it has {npz.files}")
-            x, y = npz["x"], npz["y"]
-        description = f"{path}: {len(y)} examples"
-    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
-        raise ValueError(
-            f"need x of shape (N, ...) and y of shape (N,), got x {x.shape} and y {y.shape}"
-        )
-    if y.dtype.kind not in "iu":
-        if y.dtype.kind == "f" and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
-    if len(y) < 10 or y.min() < 0:
-        raise ValueError(
-            f"need at least 10 examples with labels >= 0, got {len(y)}, smallest label {y.min()}"
-        )
-    x = x.reshape(len(x), -1).astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("x contains NaN or infinite values")
-    return x, y.astype(np.int64), description
+        x, y = check_arrays(x, y, "the bundled digits")
+        return x, y, f"{DIGITS_CITATION}: {len(y)} 8×8 images, 10 classes"
+    path = Path(path)
+    x, y = check_arrays(*_read_npz(path), f"--data {path}")
+    return x, y, f"{path}: {len(y)} examples"
 
 
 def split(x: np.ndarray, y: np.ndarray, description: str) -> Data:
@@ -1034,10 +1128,104 @@ def _check_docs(opts: Options) -> None:
             "--docs regenerates the calibration guide, which shows the default run; "
             + "; ".join(problems)
         )
+    if not Path(opts.docs).is_dir():
+        raise ValueError(f"--docs {opts.docs}: not a directory")
     page = Path(opts.docs) / DOCS_PAGE
     if not page.is_file():
         raise ValueError(f"--docs {opts.docs}: no {DOCS_PAGE} there")
     fill_page(page.read_text(encoding="utf-8"), dict.fromkeys((*TASKS, "run", "sweep", "both"), ""))
+
+
+def _create_problem(folder: Path) -> str | None:
+    """Why no file can be created in the existing directory ``folder``, or None if one can."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+def _lexists(path: Path) -> bool:
+    """Whether ``path`` names anything (a broken link too); a path through a file does not."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
+def directory_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used (or created) as a directory to write files in, or None.
+
+    Nothing is created: an existing directory is probed with a temporary file that is removed
+    at once, a missing one through its nearest existing ancestor.
+    """
+    path = Path(path)
+    if _lexists(path):
+        if not path.is_dir():
+            kind = "a broken symbolic link" if not path.exists() else "not a directory"
+            return f"exists and is {kind}"
+        why = _create_problem(path)
+        return f"cannot write in it ({why})" if why else None
+    ancestor = next(p for p in path.absolute().parents if _lexists(p))
+    if not ancestor.is_dir():
+        return f"cannot create it: {ancestor} is not a directory"
+    why = _create_problem(ancestor)
+    return f"cannot create it in {ancestor} ({why})" if why else None
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why an output file at ``path`` (in an existing directory) cannot be written, or None."""
+    if not _lexists(path):
+        return None
+    if not path.is_file():
+        return f"{path.name} exists there and is not a regular file"
+    if not os.access(path, os.W_OK):
+        return f"{path.name} exists there and is not writable"
+    return None
+
+
+def output_names(opts: Options) -> list[str]:
+    """The files ``--out`` receives (figures only when plots are on)."""
+    names = ["summary.md", "metrics.json"]
+    if opts.plots:
+        choice = opts.task or "both"
+        tasks = ["data"] if opts.data is not None else [t for t in TASKS if choice in (t, "both")]
+        names += [name for task in tasks for name in figure_names(task)]
+        if has_sweep(opts):
+            names.append(SWEEP_FIGURE)
+    return names
+
+
+def check_outputs(opts: Options) -> None:
+    """Refuse, before any training, an ``--out`` (or ``--docs``) that cannot be written."""
+    out = Path(opts.out)
+    why = directory_problem(out)
+    if why:
+        raise ValueError(f"--out {out}: {why}")
+    if out.is_dir():
+        for name in output_names(opts):
+            why = _file_problem(out / name)
+            if why:
+                raise ValueError(f"--out {out}: {why}")
+    if opts.docs is None:
+        return
+    docs = Path(opts.docs)
+    page = docs / DOCS_PAGE
+    try:
+        with page.open("a", encoding="utf-8"):  # appends nothing: only asks for write access
+            pass
+    except OSError as err:
+        raise ValueError(f"--docs {docs}: cannot write {page} ({err.strerror or err})") from None
+    if opts.plots:
+        why = directory_problem(docs / DOCS_FIGURES)
+        if why:
+            raise ValueError(f"--docs {docs}: {docs / DOCS_FIGURES} {why}")
+        if (docs / DOCS_FIGURES).is_dir():
+            for name in output_names(opts)[2:]:
+                why = _file_problem(docs / DOCS_FIGURES / name)
+                if why:
+                    raise ValueError(f"--docs {docs}: {DOCS_FIGURES}/{why}")
 
 
 def run_demo(opts: Options, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -1046,6 +1234,7 @@ def run_demo(opts: Options, stdout: TextIO | None = None, stderr: TextIO | None 
     err = stderr if stderr is not None else sys.stderr
     started = time.perf_counter()
     _check_docs(opts)
+    check_outputs(opts)  # before any training: a bad output folder fails in a second, not last
     grad_fn = _demo_backends.make_grad_fn(opts.backend)
     tasks = make_tasks(opts)
     print(worked_example(), file=out)

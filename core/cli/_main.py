@@ -47,6 +47,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def error(command: str, message: object) -> int:
+    """Print the one-line ``smoothce COMMAND: error: ...`` message; returns the exit code 2."""
+    text = " ".join(str(message).split())  # one line, whatever the message held
+    print(f"smoothce {command}: error: {text}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smoothce",
@@ -87,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH.npz",
-        help="your own data: an .npz with x (N, ...) features and y (N,) integer labels, "
-        "trained on instead of the bundled tasks (default: the bundled 8×8 digits)",
+        help="your own data: an .npz with x (N, ...) real, finite features and y (N,) integer "
+        "labels 0…K−1, trained on instead of the bundled tasks; K (the largest label + 1) may "
+        "be at most 10,000 and at most N, and N at least 10 (default: the bundled 8×8 digits)",
     )
     demo.add_argument(
         "--task",
@@ -116,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--seed",
-        type=int,
+        type=_nonnegative_int,
         default=0,
         help="seed of the initialisation, batch order and label noise "
         "(the data split and the hard task's pixel noise are fixed; default: 0)",
@@ -125,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=Path("smoothce-demo"),
-        help="folder for summary.md, metrics.json and the plots (default: ./smoothce-demo)",
+        help="folder for summary.md, metrics.json and the plots, created if need be; checked "
+        "before training (default: ./smoothce-demo)",
     )
     demo.add_argument(
         "--no-plots",
@@ -159,12 +178,10 @@ def _bench(argv: list[str]) -> int:
             raise
         if any(a in ("-h", "--help") for a in argv):
             print(f"usage: smoothce bench [options]\n\n{_BENCH_HELP}\n")
-        print(
-            "smoothce bench is not available in this installation "
-            "(the module smoothce.cli._bench is missing).",
-            file=sys.stderr,
+        return error(
+            "bench",
+            "not available in this installation (the module smoothce.cli._bench is missing)",
         )
-        return 2
     return int(bench.main(argv) or 0)
 
 
@@ -195,5 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _demo.run_demo(opts)
     except (ValueError, RuntimeError) as err:
-        print(f"smoothce demo: error: {err}", file=sys.stderr)
-        return 2
+        return error("demo", err)
+    except OSError as err:  # e.g. a disk that filled up or a folder removed while training
+        where = f": {err.filename}" if err.filename else ""
+        return error("demo", f"{err.strerror or err}{where}")
