@@ -26,6 +26,9 @@ def loss(
     where: Array | None = None,
     reduction: Reduction = "mean",
     spread: Spread = "all",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_lse: bool = False,
 ) -> Array:
     r"""Label-smoothed softmax cross-entropy.
 
@@ -60,6 +63,13 @@ def loss(
       spread: ``"all"`` spreads ε over all K classes (PyTorch, Keras, optax); ``"others"``
         puts ε/(K − 1) on each wrong class and 1 − ε on the label (fairseq, Megatron, T5X),
         which is ``"all"`` with ε' = ε·K/(K − 1).
+      z_loss: λ ≥ 0: adds :math:`\lambda \operatorname{lse}(z)^2` to each example's loss
+        (PaLM's z-loss; lse over the unmasked classes). Under ``"mean"`` it is averaged over
+        the kept examples, not weighted by the class weights.
+      softcap: c > 0: the logits become :math:`c \tanh(z/c)` before everything else (Gemma 2's
+        logit soft-capping); the gradient is multiplied by :math:`1 - (z'/c)^2`.
+      return_lse: also return the per-example log-sum-exp (of the capped logits), from the
+        same pass: ``(loss, lse)``; the z-loss part of an example is λ·lse².
 
     Returns:
       The loss in the logits' library, device and floating dtype; float16 and bfloat16 are
@@ -73,8 +83,11 @@ def loss(
       >>> round(float(smoothce.loss(logits, np.array([0]), 0.1)), 4)
       0.5137
     """
-    spec = LossSpec(eps, axis, weight, ignore_index, where, reduction, spread)
-    return evaluate(spec, logits, labels).value
+    spec = LossSpec(
+        eps, axis, weight, ignore_index, where, reduction, spread, z_loss=z_loss, softcap=softcap
+    )
+    result = evaluate(spec, logits, labels, lse=return_lse)
+    return (result.value, result.lse) if return_lse else result.value
 
 
 def grad(
@@ -88,6 +101,8 @@ def grad(
     where: Array | None = None,
     reduction: Reduction = "mean",
     spread: Spread = "all",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
     overwrite_logits: bool = False,
 ) -> Array:
     r"""Gradient of :func:`loss` with respect to ``logits``, reduced like the loss.
@@ -119,6 +134,8 @@ def grad(
         where=where,
         reduction=reduction,
         spread=spread,
+        z_loss=z_loss,
+        softcap=softcap,
         overwrite_logits=overwrite_logits,
     )[1]
 
@@ -134,11 +151,15 @@ def loss_and_grad(
     where: Array | None = None,
     reduction: Reduction = "mean",
     spread: Spread = "all",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
     overwrite_logits: bool = False,
-) -> tuple[Array, Array]:
+    return_lse: bool = False,
+) -> tuple[Array, ...]:
     """:func:`loss` and :func:`grad` together, sharing the max, the exp and the sums.
 
-    Same arguments as :func:`grad`, ``overwrite_logits`` included.
+    Same arguments as :func:`grad`, ``overwrite_logits`` included; ``return_lse=True`` gives
+    ``(loss, grad, lse)``.
 
     Example:
       >>> import numpy as np, smoothce
@@ -147,9 +168,20 @@ def loss_and_grad(
       (0.5137, (1, 3))
     """
     spec = LossSpec(
-        eps, axis, weight, ignore_index, where, reduction, spread, None, overwrite_logits
+        eps,
+        axis,
+        weight,
+        ignore_index,
+        where,
+        reduction,
+        spread,
+        overwrite=overwrite_logits,
+        z_loss=z_loss,
+        softcap=softcap,
     )
-    result = evaluate(spec, logits, labels, grad=True)
+    result = evaluate(spec, logits, labels, grad=True, lse=return_lse)
+    if return_lse:
+        return result.value, result.grad, result.lse
     return result.value, result.grad
 
 

@@ -29,7 +29,8 @@ class Result(NamedTuple):
     ``grad`` is ∂value/∂logits (for ``reduction="none"``: row n is ∂value_n/∂logits_n),
     ``grad_labels`` ∂value/∂labels (probability labels), ``grad_eps`` ∂value/∂ε, reduced like
     ``value``; ``target_mass`` is s·t, the part of ``grad`` that does not depend on the
-    logits (s the reduction's scale), which second derivatives need.
+    logits (s the reduction's scale), which second derivatives need, with ``curvature``
+    (2λ·s_z of a z-loss, 0 without); ``lse`` the per-example log-sum-exp.
     """
 
     value: Any
@@ -37,6 +38,8 @@ class Result(NamedTuple):
     grad_labels: Any = None
     grad_eps: Any = None
     target_mass: Any = None
+    lse: Any = None
+    curvature: Any = None
 
 
 def evaluate(
@@ -48,6 +51,7 @@ def evaluate(
     grad_labels: bool = False,
     grad_eps: bool = False,
     target_mass: bool = False,
+    lse: bool = False,
 ) -> Result:
     """The loss of ``spec`` on ``logits`` and ``labels`` and the derivatives asked for."""
     names = spec.names
@@ -110,14 +114,23 @@ def evaluate(
     if spec.others and mask is not None:
         _check_two_classes(backend, xp, mask, absent, names.spread)
 
-    denominator = _mean_denominator(xp, target, work) if spec.reduction == "mean" else None
-    scale: Any = 1.0
-    if denominator is not None:
-        # an empty batch gives the Python int 0: scale NaN as in PyTorch, no ZeroDivisionError
-        empty = isinstance(denominator, int) and denominator == 0
-        scale = math.nan if empty else 1.0 / denominator
-    problem = Problem(xp, eps, spec.others, w, mask, scale, eps_unread)
-    want = Want(grad, grad_eps, grad_labels, target_mass)
+    mean = spec.reduction == "mean"
+    denominator = _mean_denominator(xp, target, work) if mean else None
+    # the z-loss is averaged over the kept examples, whatever the class weights
+    z_denominator = _mean_denominator(xp, target, work, weighted=False) if mean else None
+    problem = Problem(
+        xp,
+        eps,
+        spec.others,
+        w,
+        mask,
+        _inverse(denominator),
+        eps_unread,
+        spec.z_loss,
+        _inverse(z_denominator),
+        spec.softcap,
+    )
+    want = Want(grad, grad_eps, grad_labels, target_mass, lse)
     if spec.overwrite and not integer and backend.shares_memory(labels, logits):
         raise ValueError(
             f"overwrite=True would write the gradient over the {names.labels}: they share "
@@ -127,6 +140,8 @@ def evaluate(
     out = _execute(backend, xp, problem, z, target, want, spec, dtype, work, operands)
 
     value = _reduce(xp, out.loss, spec.reduction, denominator)
+    if out.z is not None:
+        value = value + _reduce(xp, out.z, spec.reduction, z_denominator)
     d_eps = None
     if grad_eps:
         d_eps = xp.astype(_reduce(xp, out.d_eps, spec.reduction, denominator), dtype, copy=False)
@@ -138,12 +153,15 @@ def evaluate(
     d_labels = out.d_labels
     if d_labels is not None:
         if denominator is not None:
-            d_labels = d_labels * scale
+            d_labels = d_labels * problem.scale
         d_labels = layout.from_rows(xp, xp.astype(d_labels, labels.dtype, copy=False))
-    mass = out.target
-    if mass is not None:
-        mass = layout.from_rows(xp, xp.astype(mass, dtype, copy=False))
-    return Result(xp.astype(value, dtype, copy=False), gradient, d_labels, d_eps, mass)
+    mass = curvature = None
+    if out.target is not None:
+        mass = layout.from_rows(xp, xp.astype(out.target, dtype, copy=False))
+        curvature = 2 * spec.z_loss * problem.z_scale
+    lse_out = None if out.lse is None else xp.astype(out.lse, dtype, copy=False)
+    value = xp.astype(value, dtype, copy=False)
+    return Result(value, gradient, d_labels, d_eps, mass, lse_out, curvature)
 
 
 # --- layout -----------------------------------------------------------------------------------
@@ -538,21 +556,34 @@ def _blocked(
         parts = list(_pool(ops.threads).map(block, starts))
     else:
         parts = [block(start) for start in starts]
-    loss = xp.reshape(xp.concat([r.loss for r in parts]), batch)
-    d_eps = None
-    if want.eps:
-        d_eps = xp.reshape(xp.concat([r.d_eps for r in parts]), batch)
+    def joined(field: str) -> Any:
+        pieces = [getattr(r, field) for r in parts]
+        return None if pieces[0] is None else xp.reshape(xp.concat(pieces), batch)
+
     gradient = xp.reshape(gradient, (*batch, k)) if want.grad else None
-    return Rows(loss, gradient, d_eps, None)
+    return Rows(
+        joined("loss"), gradient, joined("d_eps"), None, None, joined("z"), joined("lse")
+    )
 
 
 # --- reduction ------------------------------------------------------------------------------------
 
 
-def _mean_denominator(xp: Any, target: Any, work: Any) -> Any:
+def _inverse(denominator: Any) -> Any:
+    """The gradient's scale for a "mean" denominator (1 without one). An empty batch gives
+    the Python int 0: scale NaN as in PyTorch, no ZeroDivisionError."""
+    if denominator is None:
+        return 1.0
+    if isinstance(denominator, int) and denominator == 0:
+        return math.nan
+    return 1.0 / denominator
+
+
+def _mean_denominator(xp: Any, target: Any, work: Any, *, weighted: bool = True) -> Any:
     """PyTorch's "mean" divisor: Σ w_y over kept examples (integer labels), else the number of
-    kept examples; a Python int when nothing is weighted or absent."""
-    share = getattr(target, "w_y", None)
+    kept examples; a Python int when nothing is weighted or absent. ``weighted=False``: the
+    number of kept examples in any case."""
+    share = getattr(target, "w_y", None) if weighted else None
     if share is None:
         share = target.keep
     if share is not None:

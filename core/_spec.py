@@ -81,6 +81,9 @@ class LossSpec:
       probabilities: None for logits; a clipping bound δ when the input holds probabilities
         (Keras's ``from_logits=False``): they are normalised, clipped to [δ, 1 − δ] and their
         log is the logits, and the gradient is taken with respect to the probabilities.
+      z_loss: λ ≥ 0 of the z-loss λ·lse² added to each example's loss (PaLM); 0 for none.
+      softcap: c > 0: the logits become c·tanh(z/c) before everything else (Gemma 2); None for
+        none.
       overwrite: write the gradient into the logits' own buffer.
       check_labels: when integer labels are read and checked. None (the default): when that
         costs no device synchronisation (NumPy, CPU tensors, concrete arrays on the host);
@@ -102,6 +105,8 @@ class LossSpec:
     overwrite: bool = False
     check_labels: bool | None = None
     names: Names = NAMES
+    z_loss: float = 0.0
+    softcap: float | None = None
 
     def __post_init__(self) -> None:
         names = self.names
@@ -127,6 +132,16 @@ class LossSpec:
             set_(self, "probabilities", clip)
         if not isinstance(self.overwrite, bool):
             raise TypeError(f"overwrite must be True or False, got {self.overwrite!r}")
+        if self.z_loss != 0.0:
+            z_loss = _check_real(self.z_loss, "z_loss")
+            if not (math.isfinite(z_loss) and z_loss >= 0):
+                raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+            set_(self, "z_loss", z_loss)
+        if self.softcap is not None:
+            softcap = _check_real(self.softcap, "softcap")
+            if not (math.isfinite(softcap) and softcap > 0):
+                raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap!r}")
+            set_(self, "softcap", softcap)
         if self.check_labels is not None and not isinstance(self.check_labels, bool):
             raise TypeError(f"check_labels must be True, False or None, got {self.check_labels!r}")
 
@@ -145,6 +160,8 @@ class LossSpec:
         overwrite: Any = False,
         check_labels: Any = None,
         names: Names = NAMES,
+        z_loss: Any = 0.0,
+        softcap: Any = None,
     ) -> LossSpec:
         """The spec for these arguments, checked; raises ``TypeError``/``ValueError``."""
         return cls(
@@ -159,6 +176,8 @@ class LossSpec:
             overwrite,
             check_labels,
             names,
+            z_loss,
+            softcap,
         )
 
     def replace(self, **changes: Any) -> LossSpec:

@@ -25,9 +25,16 @@ def reference(
     where: np.ndarray | None = None,
     reduction: str = "mean",
     spread: str = "all",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(loss, gradient of loss w.r.t. logits), PyTorch's semantics plus `where` and `spread`."""
+    """(loss, gradient of loss w.r.t. logits), PyTorch's semantics plus `where`, `spread`, the
+    z-loss λ·lse² (averaged over kept examples under "mean") and soft-capping c·tanh(z/c)."""
     z = np.moveaxis(np.asarray(logits, np.float64), axis, -1)
+    cap_slope = np.ones_like(z)
+    if softcap is not None:
+        z = softcap * np.tanh(z / softcap)
+        cap_slope = 1.0 - (z / softcap) ** 2
     num_classes = z.shape[-1]
     integer = labels.dtype.kind in "iu"
     targets = labels if integer else np.moveaxis(labels, axis, -1)
@@ -40,8 +47,11 @@ def reference(
     masks = mask.reshape(-1, num_classes)
     flat_targets = targets.reshape(-1) if integer else targets.reshape(-1, num_classes)
     losses = np.zeros(len(rows))
+    z_losses = np.zeros(len(rows))
     grads = np.zeros_like(rows)
+    z_grads = np.zeros_like(rows)
     denominator = 0.0
+    count = 0
     for n, (row, keep) in enumerate(zip(rows, masks, strict=True)):
         k = int(keep.sum())
         e = eps * k / (k - 1) if spread == "others" else eps
@@ -60,13 +70,18 @@ def reference(
         log_p = _log_softmax(row[keep])
         losses[n] = -(t * log_p).sum()
         grads[n, keep] = t.sum() * np.exp(log_p) - t
+        count += 1
+        shifted = row[keep] - row[keep].max()
+        lse = row[keep].max() + np.log(np.exp(shifted).sum())
+        z_losses[n] = z_loss * lse**2
+        z_grads[n, keep] = 2 * z_loss * lse * np.exp(log_p)
 
-    grads = grads.reshape(z.shape)
+    grads, z_grads = grads.reshape(z.shape), z_grads.reshape(z.shape)
     if reduction == "none":
-        loss = losses.reshape(z.shape[:-1])
+        loss = (losses + z_losses).reshape(z.shape[:-1])
     elif reduction == "sum":
-        loss = np.array(losses.sum())
+        loss = np.array(losses.sum() + z_losses.sum())
     else:
-        loss = np.array(losses.sum() / denominator)
-        grads = grads / denominator
-    return loss, np.moveaxis(grads, -1, axis)
+        loss = np.array(losses.sum() / denominator + z_losses.sum() / count)
+        grads, z_grads = grads / denominator, z_grads / count
+    return loss, np.moveaxis((grads + z_grads) * cap_slope, -1, axis)

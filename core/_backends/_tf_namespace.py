@@ -186,6 +186,7 @@ def argmax(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any
 
 
 exp = tf.exp
+tanh = tf.tanh
 log = tf.math.log
 sqrt = tf.sqrt
 abs = tf.abs

@@ -18,12 +18,12 @@ __all__ = ["IndexTarget"]
 class IndexTarget(NamedTuple):
     """Integer labels, prepared once per call (O(N)) and sliced per row block.
 
-    ``label`` (..., 1) is safe to gather with (bad and absent entries replaced by 0);
+    ``label`` (..., 1) is safe to gather with (bad entries clipped into range, absent ones 0);
     ``valid`` is False where a kept label is out of range or masked (that row becomes NaN), or
     None when the labels were read and checked already; ``keep`` is None, or 0/1 per example
     with 0 for ``ignore_index`` and for rows whose classes are all masked; ``w_y`` is the
-    label's weight times keep, the example's share of PyTorch's "mean" denominator (None when
-    that share is always 1).
+    label's weight times keep, the example's share of PyTorch's "mean" denominator (None
+    unweighted: the share is then ``keep``, or 1).
     """
 
     label: Any
@@ -53,24 +53,30 @@ class IndexTarget(NamedTuple):
         that is neither ignored nor absent is known to be in range and not masked (an eager
         check read them), so no per-example validity is tracked.
         """
-        label = xp.expand_dims(labels, axis=-1)
         skip = None if ignore_index is None else xp.equal(labels, ignore_index)
         if absent is not None:
             skip = absent if skip is None else skip | absent
         valid = None
         if not checked:
-            valid = (label >= 0) & (label < num_classes)
-            label = xp.where(valid, label, 0)
+            # in range where clipping leaves the label as it is (fewer array ops than two
+            # comparisons, an ``&`` and a ``where``: the whole-array path counts its ops)
+            safe = xp.clip(labels, 0, num_classes - 1)
+            valid = xp.equal(safe, labels)
+            label = xp.expand_dims(safe, axis=-1)
             if mask is not None:
-                valid = valid & xp.take_along_axis(mask, label, axis=-1)
-            valid = valid[..., 0] if skip is None else valid[..., 0] | skip
-        elif skip is not None and (absent is not None or not 0 <= ignore_index < num_classes):
-            label = xp.where(xp.expand_dims(skip, axis=-1), 0, label)  # keep gathers in range
+                valid = valid & xp.take_along_axis(mask, label, axis=-1)[..., 0]
+            if skip is not None:
+                valid = valid | skip
+        else:
+            label = xp.expand_dims(labels, axis=-1)
+            if skip is not None and (absent is not None or not 0 <= ignore_index < num_classes):
+                label = xp.where(xp.expand_dims(skip, axis=-1), 0, label)  # gathers in range
         w_y = None if weight is None else xp.take_along_axis(weight, label, axis=-1)[..., 0]
         keep = None
         if skip is not None:
             keep = xp.astype(~skip, dtype)
-            w_y = keep if w_y is None else w_y * keep
+            if w_y is not None:
+                w_y = w_y * keep
         return cls(label, valid, keep, w_y)
 
     def map(self, fn: Any) -> IndexTarget:
@@ -82,7 +88,9 @@ class IndexTarget(NamedTuple):
 
     def terms(self, p: Problem, ops: Any, sh: Shifted, want_eps: bool) -> Terms:
         xp = p.xp
-        uniform = sh.uniform if self.keep is None else sh.uniform * self.keep
+        # absent rows (keep 0) are zeroed by the caller (loss and gradient scale), so keep
+        # is not multiplied in here: unweighted, ε/K and 1 − ε stay numbers
+        uniform = sh.uniform
         on_label = 1 - sh.eps if self.w_y is None else (1 - sh.eps) * self.w_y  # beyond ε/K
         u_y = ops.at_label(sh.u, self.label)  # −inf only for a −inf logit
         total_w = sh.k if sh.w is None else xp.sum(sh.w, axis=-1)
@@ -112,6 +120,8 @@ class IndexTarget(NamedTuple):
         if sh.smoothing:
             spread = _col(p.xp, uniform * scale)
             g = ops.subtract(g, spread if sh.w is None else spread * sh.w, out)  # − (ε/K)·w
+        if isinstance(on_label, (int, float)):
+            return ops.add_at_label(g, self.label, scale * -on_label)  # − (1 − ε) at y
         return ops.add_at_label(g, self.label, -(on_label * scale))  # − (1 − ε)·w_y at y
 
     def label_slope(self, p: Problem, sh: Shifted, log_s: Any) -> Any:

@@ -9,7 +9,12 @@ t_c = w_c·q_c the per-class target mass and T = Σ_c t_c. Every variant is
     ∂L/∂ε = Σ_c w_c (1/K − y_c)(log s − u_c),             ∂L/∂y_c = (1 − ε)·w_c·(log s − u_c).
 
 Unweighted with a normalised target T = 1 and the gradient is p − q. All sums run over u rather
-than z, which keeps logits of ±1e4 exact. What differs between integer class indices and
+than z, which keeps logits of ±1e4 exact.
+
+Two optional terms (``Problem.z_loss``, ``Problem.softcap``): the z-loss adds λ·lse² per example
+(lse = log Σ_c exp z_c over the unmasked classes), whose gradient 2λ·lse·p joins T·p; soft-capping
+replaces z by z' = c·tanh(z/c) before everything else and multiplies the whole gradient by
+dz'/dz = 1 − (z'/c)². What differs between integer class indices and
 probabilities (how Σ t·u, T and the −t of the gradient are formed) is the target strategy's:
 :class:`~smoothce._kernel.IndexTarget` and :class:`~smoothce._kernel.DenseTarget`.
 
@@ -35,6 +40,9 @@ class Problem(NamedTuple):
     mask: Any  # boolean, (1, ..., 1, K) or one row per example, or None
     scale: Any  # the gradient's factor from the reduction (1/denominator for "mean")
     eps_unread: bool  # ε is an array whose value was never read: NaN where it leaves [0, 1]
+    z_loss: float = 0.0  # λ of the z-loss λ·lse² (0: none)
+    z_scale: Any = 1.0  # the z-loss's factor from the reduction (1/examples for "mean")
+    softcap: float | None = None  # c: the logits become c·tanh(z/c) first
 
 
 class Want(NamedTuple):
@@ -44,16 +52,19 @@ class Want(NamedTuple):
     eps: bool = False  # ∂L_n/∂ε per example
     labels: bool = False  # ∂L/∂y (probability labels; needs out-of-place ``ops``)
     target: bool = False  # the scaled target mass s·t (for second derivatives; out of place)
+    lse: bool = False  # the per-example log-sum-exp (for logging)
 
 
 class Rows(NamedTuple):
     """One block's results: per-example losses and the derivatives asked for."""
 
-    loss: Any
+    loss: Any  # the cross-entropy part, per example
     grad: Any = None
     d_eps: Any = None
     d_labels: Any = None
     target: Any = None
+    z: Any = None  # the z-loss part λ·lse², per example (None without z-loss)
+    lse: Any = None
 
 
 class Shifted(NamedTuple):
@@ -96,6 +107,10 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
     """
     xp, mask, w = p.xp, p.mask, p.weight
     k = z.shape[-1]
+    capped = None
+    if p.softcap is not None:  # z' = c·tanh(z/c) before everything else
+        capped = xp.tanh(z / p.softcap)
+        z = capped * p.softcap
     if mask is not None:
         z = xp.where(mask, z, -xp.inf)  # masked classes leave the softmax...
     m = xp.max(z, axis=-1, keepdims=True)
@@ -123,6 +138,11 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
     ok = _row_checks(p, shifted, target.valid)
     keep = target.keep
     loss = _finish(xp, loss, ok, keep)
+    lse = z_part = None
+    if p.z_loss or want.lse:
+        lse = m[..., 0] + log_s  # over the unmasked classes
+    if p.z_loss:
+        z_part = _finish(xp, p.z_loss * (lse * lse), ok, keep)
     d_eps = d_labels = None
     if want.eps:
         d_eps = _finish(xp, _eps_slope(p, shifted, terms, log_s), ok, keep)
@@ -131,7 +151,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
         if ok is not None or keep is not None:
             d_labels = d_labels * _col(xp, _finish(xp, xp.ones_like(log_s), ok, keep))
     if not (want.grad or want.target):
-        return Rows(loss, None, d_eps, d_labels)
+        return Rows(loss, None, d_eps, d_labels, None, z_part, lse)
 
     scale = p.scale
     if keep is not None:
@@ -143,13 +163,21 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
         zero = xp.zeros_like(e)
         mass = -target.subtract_target(p, ops, zero, shifted, terms, scale, None)
         if not want.grad:
-            return Rows(loss, None, d_eps, d_labels, mass)
-    coef = terms.mass * scale / s  # mass and scale are often Python floats: one array op
+            return Rows(loss, None, d_eps, d_labels, mass, z_part, lse)
+    coef = terms.mass * scale
+    if p.z_loss:  # ∂(λ·lse²)/∂z = 2λ·lse·p, scaled by its own reduction
+        z_scale = p.z_scale
+        if keep is not None:
+            z_scale = xp.where(keep > 0, xp.ones_like(keep) * z_scale, 0.0)
+        coef = coef + (2 * p.z_loss) * lse * z_scale
+    coef = coef / s  # mass and scale are often Python floats: one array op
     if ok is not None:
         coef = xp.where(ok, coef, xp.nan)
     g = ops.multiply(e, _col(xp, coef), out)  # T·p
     g = target.subtract_target(p, ops, g, shifted, terms, scale, out)  # − t
-    return Rows(loss, g, d_eps, d_labels, mass)
+    if capped is not None:  # the chain rule through the cap: dz'/dz = 1 − tanh²(z/c)
+        g = ops.multiply(g, 1 - capped * capped, out)
+    return Rows(loss, g, d_eps, d_labels, mass, z_part, lse)
 
 
 def _row_checks(p: Problem, shifted: Shifted, valid: Any) -> Any:

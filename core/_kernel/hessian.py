@@ -8,7 +8,8 @@ respect to the logits is :math:`s T\,(\mathrm{diag}\,p - p p^\top)`, hence
 
     H v = P \odot v - P\,\frac{\langle P, v\rangle}{\sum_c P_c},
 
-which is 0 on rows with :math:`\sum_c P_c = 0` (ignored or fully masked examples). The target
+which is 0 on rows with :math:`\sum_c P_c = 0` (ignored or fully masked examples). Soft-capping
+is not covered (its second derivative needs the logits). The target
 mass :math:`s\,t` comes from :func:`smoothce._run.evaluate` (``target_mass=True``), which forms
 it from the labels alone.
 """
@@ -20,14 +21,22 @@ from typing import Any
 __all__ = ["softmax_hvp"]
 
 
-def softmax_hvp(xp: Any, gradient: Any, mass: Any, v: Any, axis: int = -1) -> Any:
+def softmax_hvp(
+    xp: Any, gradient: Any, mass: Any, v: Any, axis: int = -1, curvature: Any = 0.0
+) -> Any:
     """:math:`H v` for the gradient ``gradient`` and the scaled target mass ``mass`` (s·t).
 
-    All three arrays have the logits' shape, classes on ``axis``; the result too. Built from
-    differentiable operations only, so it can itself be differentiated.
+    All three arrays have the logits' shape, classes on ``axis``; the result too. With a
+    z-loss λ·lse² (scaled by s_z) the gradient carries 2λ·s_z·lse·p inside P as well, and the
+    Hessian gains 2λ·s_z·p pᵀ: ``curvature`` is 2λ·s_z (a number, or one value per example
+    broadcast along ``axis``). Built from differentiable operations only, so it can itself be
+    differentiated.
     """
     scaled_p = gradient + mass
     total = xp.sum(scaled_p, axis=axis, keepdims=True)
+    safe = xp.where(xp.equal(total, 0), xp.ones_like(total), total)
     dot = xp.sum(scaled_p * v, axis=axis, keepdims=True)
-    ratio = dot / xp.where(xp.equal(total, 0), xp.ones_like(total), total)
-    return scaled_p * v - scaled_p * ratio
+    hv = scaled_p * v - scaled_p * (dot / safe)
+    if isinstance(curvature, (int, float)) and curvature == 0:
+        return hv
+    return hv + curvature * scaled_p * (dot / (safe * safe))
