@@ -6,10 +6,19 @@ from typing import Any
 
 from ._backends import backend_of
 from ._kernel import spread_eps
+from ._linear import evaluate_linear
 from ._run import eps_value, evaluate
 from ._spec import LabelRangeError, LossSpec, Reduction, Spread, check_positive
 
-__all__ = ["Array", "grad", "loss", "loss_and_grad", "smooth_labels"]
+__all__ = [
+    "Array",
+    "grad",
+    "linear_loss",
+    "linear_loss_and_grads",
+    "loss",
+    "loss_and_grad",
+    "smooth_labels",
+]
 
 Array = Any
 """An array of any supported library: NumPy, PyTorch, JAX, TensorFlow, or another array-API one."""
@@ -183,6 +192,127 @@ def loss_and_grad(
     if return_lse:
         return result.value, result.grad, result.lse
     return result.value, result.grad
+
+
+def linear_loss(
+    hidden: Array,
+    linear_weight: Array,
+    labels: Array,
+    eps: float | Array = 0.1,
+    *,
+    linear_bias: Array | None = None,
+    weight: Array | None = None,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+    spread: Spread = "all",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+    return_lse: bool = False,
+) -> Array:
+    r""":func:`loss` of the logits :math:`z = h W^\top + b`, computed in chunks of rows.
+
+    The N×V logits of a language-model head are never stored whole: each chunk of
+    ``chunk_size`` rows is formed, used and dropped. Every option of :func:`loss` except
+    ``where`` and ``axis`` (the classes are last) combines with it.
+
+    Args:
+      hidden: (..., H) floating hidden states.
+      linear_weight: (V, H), the classifier's weight (``torch.nn.Linear``'s layout).
+      labels: integer class indices of ``hidden``'s batch shape, or probabilities (..., V).
+      eps: smoothing ε in [0, 1].
+      linear_bias: optional (V,) bias.
+      weight: optional per-class weights (V,).
+      ignore_index, reduction, spread, z_loss, softcap: as in :func:`loss`.
+      chunk_size: rows per chunk; default: as many as make 2²⁴ logits.
+      return_lse: also return the per-example log-sum-exp: ``(loss, lse)``.
+
+    Returns:
+      The loss, as :func:`loss` gives it on the full logits.
+
+    Example:
+      >>> import numpy as np, smoothce
+      >>> h, w = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 0.1]])
+      >>> labels = np.array([0, 1])
+      >>> bool(np.isclose(smoothce.linear_loss(h, w, labels), smoothce.loss(h @ w.T, labels)))
+      True
+    """
+    spec = LossSpec(
+        eps,
+        -1,
+        weight,
+        ignore_index,
+        None,
+        reduction,
+        spread,
+        z_loss=z_loss,
+        softcap=softcap,
+    )
+    result = evaluate_linear(
+        spec,
+        hidden,
+        linear_weight,
+        labels,
+        linear_bias=linear_bias,
+        chunk_size=chunk_size,
+        lse=return_lse,
+    )
+    return (result.value, result.lse) if return_lse else result.value
+
+
+def linear_loss_and_grads(
+    hidden: Array,
+    linear_weight: Array,
+    labels: Array,
+    eps: float | Array = 0.1,
+    *,
+    linear_bias: Array | None = None,
+    weight: Array | None = None,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+    spread: Spread = "all",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+) -> tuple[Array, tuple[Array, Array, Array | None]]:
+    r""":func:`linear_loss` and its gradients, from the same chunked pass.
+
+    Returns ``(loss, (d_hidden, d_linear_weight, d_linear_bias))``: the gradients of the
+    (reduced) loss with respect to ``hidden``, ``linear_weight`` and ``linear_bias``
+    (None without a bias); for ``reduction="none"`` those of the sum of the per-example
+    losses. Per chunk: :math:`\partial L/\partial h = G W`,
+    :math:`\partial L/\partial W \mathrel{+}= G^\top h`, :math:`\partial L/\partial b
+    \mathrel{+}= \sum G`, with G the logits' gradient; W's and b's are accumulated in float32
+    (float64 for float64 inputs) and returned in their own dtype.
+
+    Example:
+      >>> import numpy as np, smoothce
+      >>> h, w = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 0.1]])
+      >>> value, (d_h, d_w, d_b) = smoothce.linear_loss_and_grads(h, w, np.array([0, 1]))
+      >>> d_h.shape, d_w.shape, d_b is None
+      ((2, 2), (3, 2), True)
+    """
+    spec = LossSpec(
+        eps,
+        -1,
+        weight,
+        ignore_index,
+        None,
+        reduction,
+        spread,
+        z_loss=z_loss,
+        softcap=softcap,
+    )
+    result = evaluate_linear(
+        spec,
+        hidden,
+        linear_weight,
+        labels,
+        linear_bias=linear_bias,
+        chunk_size=chunk_size,
+        grad=True,
+    )
+    return result.value, (result.d_hidden, result.d_linear_weight, result.d_linear_bias)
 
 
 def smooth_labels(

@@ -10,6 +10,7 @@ object identity on TF1 graph tensors).
 
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Any
 
@@ -98,6 +99,10 @@ def arange(
     if stop is None:
         start, stop = 0, start
     return tf.range(start, stop, step, dtype=dtype or int64)
+
+
+def zeros(shape: Any, *, dtype: Any = None, device: Any = None) -> Any:
+    return tf.zeros(shape, dtype=dtype or float32)
 
 
 def ones_like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
@@ -192,6 +197,19 @@ sqrt = tf.sqrt
 abs = tf.abs
 isfinite = tf.math.is_finite
 clip = tf.clip_by_value
+
+
+def result_type(*dtypes: Any) -> Any:
+    """The wider of floating dtypes (what the fused linear loss mixes)."""
+    return builtins.max((tf.as_dtype(d) for d in dtypes), key=lambda d: d.size)
+
+
+def matmul(x1: Any, x2: Any, /) -> Any:
+    return tf.linalg.matmul(x1, x2)
+
+
+def concat(arrays: Any, /, *, axis: int = 0) -> Any:
+    return tf.concat(list(arrays), axis)
 
 
 def equal(x1: Any, x2: Any, /) -> Any:
