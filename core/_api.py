@@ -365,8 +365,9 @@ def smooth_labels(
         column = xp.expand_dims(index, axis=-1)
         onehot = xp.astype(xp.equal(column, xp.arange(k, dtype=wide)), dtype)
         if not backend.on_host(labels):  # an unread bad label makes its row NaN
+            # a `where`, not a product: XLA turns (bool → float) · x into a select and drops NaN
             valid = (column >= 0) & (column < k)
-            onehot = onehot * xp.where(valid, xp.ones_like(onehot[..., :1]), xp.nan)
+            onehot = xp.where(valid, onehot, xp.nan)
         dense = xp.moveaxis(onehot, -1, out_axis) if out_axis != labels.ndim else onehot
     elif xp.isdtype(labels.dtype, "real floating"):
         out_axis = _axis(axis, labels.ndim)

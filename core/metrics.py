@@ -368,7 +368,8 @@ def _confidence_and_correct(
     flat = xp.astype(xp.reshape(labels, (-1,)), pred.dtype)
     correct = xp.astype(xp.equal(pred, flat), conf.dtype)
     valid = (flat >= 0) & (flat < k)  # unread bad labels (tracing): NaN, not a number
-    correct = correct * xp.where(valid, xp.ones_like(correct), xp.nan)
+    # a `where`, not a product: XLA turns (bool → float) · x into a select and drops NaN
+    correct = xp.where(valid, correct, xp.nan)
     return xp, conf, correct, n_bins, backend.device(scores)
 
 
