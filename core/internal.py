@@ -9,6 +9,8 @@ from ._backends import Backend as Backend
 from ._backends import backend_of as backend_of
 from ._kernel import spread_eps as spread_eps
 from ._kernel.hessian import softmax_hvp as softmax_hvp
+from ._linear import LinearResult as LinearResult
+from ._linear import evaluate_linear as evaluate_linear
 from ._run import Result as Result
 from ._run import evaluate as evaluate
 from ._spec import NAMES as NAMES
@@ -21,12 +23,14 @@ __all__ = [
     "NAMES",
     "Backend",
     "LabelRangeError",
+    "LinearResult",
     "LossSpec",
     "Names",
     "Result",
     "backend_of",
     "check_index",
     "evaluate",
+    "evaluate_linear",
     "softmax_hvp",
     "spread_eps",
 ]

@@ -9,6 +9,7 @@ from ._errors import InvalidType as InvalidType
 from ._errors import InvalidValue as InvalidValue
 from ._function import differentiable_loss as differentiable_loss
 from ._functional import cross_entropy as cross_entropy
+from ._linear import linear_cross_entropy as linear_cross_entropy
 from ._module import CrossEntropyLoss as CrossEntropyLoss
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "InvalidValue",
     "cross_entropy",
     "differentiable_loss",
+    "linear_cross_entropy",
 ]
