@@ -7,6 +7,9 @@ reverse mode, Hessians) through a ``jax.custom_jvp`` built on the core's derivat
 positional order is optax's; ``label_smoothing`` is keyword-only.
 """
 
+from ._linear import (
+    linear_softmax_cross_entropy_with_integer_labels as linear_softmax_cross_entropy_with_integer_labels,  # noqa: E501
+)
 from ._losses import differentiable_loss as differentiable_loss
 from ._losses import softmax_cross_entropy as softmax_cross_entropy
 from ._losses import (
@@ -15,6 +18,7 @@ from ._losses import (
 
 __all__ = [
     "differentiable_loss",
+    "linear_softmax_cross_entropy_with_integer_labels",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
 ]
