@@ -3,7 +3,7 @@
     python3 dev.py demo [demo options]   # the main job: NumPy only, in .venv-demo
     python3 dev.py test [pytest options] # lint + the whole cross-framework matrix, in .venv
     python3 dev.py test-minimal          # the suite where only smoothce's own needs are installed
-    python3 dev.py docs                  # strict build of the documentation site, in .venv-docs
+    python3 dev.py docs                  # strict docs build + a test over its pages, in .venv-docs
     python3 dev.py bench [bench options] # the benchmark table, in .venv
 
 Each command creates its virtual environment on first use and reinstalls only when
@@ -71,7 +71,17 @@ def main(argv: list[str]) -> int:
         python = str(ensure_env("docs"))
         refresh = [python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", "."]
         subprocess.run(refresh, cwd=ROOT, check=True)
-        return subprocess.call([python, "-m", "mkdocs", "build", "--strict", *rest], cwd=ROOT)
+        build = [python, "-m", "mkdocs", "build", "--strict", *rest]
+        env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+        if subprocess.call(build, cwd=ROOT, env=env):
+            return 1
+        # then the checks over the built pages (tests/test_docs_site.py), on this very build
+        site = next(
+            (rest[i + 1] for i, a in enumerate(rest[:-1]) if a in ("-d", "--site-dir")), "site"
+        )
+        env["SMOOTHCE_SITE_DIR"] = str((ROOT / site).resolve())
+        test = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_docs_site.py"]
+        return subprocess.call(test, cwd=ROOT, env=env)
     if command == "test-minimal":
         python = str(ensure_env("test-minimal"))
         return subprocess.call([python, "-m", "pytest", "-rs", *rest], cwd=ROOT)

@@ -1,18 +1,18 @@
 r"""Fused linear + cross-entropy: the loss straight from the hidden states, in chunks of rows.
 
-With hidden states :math:`h` (N×H), the classifier :math:`W` (V×H) and bias :math:`b`, the
-logits :math:`z = h W^\top + b` are formed one chunk of rows at a time and never stored whole.
-Per chunk the kernel writes :math:`G = \partial L/\partial z` into the chunk's own logits
+With hidden states $h$ of shape `(N, H)`, the classifier $W$ of shape `(V, H)` and the bias
+$b$, the logits $z = h W^\top + b$ are formed one chunk of rows at a time and never stored whole.
+Per chunk the kernel writes $G = \partial L/\partial z$ into the chunk's own logits
 buffer (eager NumPy and PyTorch: cache-sized row blocks, as the unfused runner), then
 
-.. math::
-
-    \partial L/\partial h_{\text{chunk}} = G W, \qquad
-    \partial L/\partial W \mathrel{+}= G^\top h_{\text{chunk}}, \qquad
-    \partial L/\partial b \mathrel{+}= \textstyle\sum_{\text{rows}} G.
+$$
+\partial L/\partial h_{\text{chunk}} = G W, \qquad
+\partial L/\partial W \mathrel{+}= G^\top h_{\text{chunk}}, \qquad
+\partial L/\partial b \mathrel{+}= \textstyle\sum_{\text{rows}} G.
+$$
 
 The reduction's denominators are global (computed from all labels before the loop), the
-per-example upstream gradient (``reduction="none"``) scales G before anything is summed over
+per-example upstream gradient (`reduction="none"`) scales $G$ before anything is summed over
 tokens, and the weight and bias gradients are accumulated in float32 (or float64) whatever the
 input dtype; 16-bit logits are computed in float32 like the unfused loss.
 """
@@ -62,10 +62,10 @@ def evaluate_linear(
     upstream: Any = None,
     lse: bool = False,
 ) -> LinearResult:
-    """The loss of ``spec`` on the logits ``hidden @ linear_weight.T + linear_bias``.
+    """The loss of `spec` on the logits `hidden @ linear_weight.T + linear_bias`.
 
-    ``upstream`` (for ``reduction="none"``: one value per example, else a scalar) multiplies
-    the gradients as the chain rule does; None means 1.
+    `upstream` (for `reduction="none"`: one value per example, else a scalar) multiplies
+    the gradients as the chain rule does; `None` means 1.
     """
     names = spec.names
     if spec.where is not None:

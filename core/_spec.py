@@ -1,14 +1,14 @@
-"""One validated description of a loss call: :class:`LossSpec`, and the error taxonomy.
+"""One validated description of a loss call: `LossSpec`, and the error taxonomy.
 
 Every public entry point, in the core and in every adapter, turns its arguments into one
-frozen ``LossSpec``; the runner, the kernel and the adapters' autodiff rules receive that spec
+frozen `LossSpec`; the runner, the kernel and the adapters' autodiff rules receive that spec
 and nothing else. Checks that need only the arguments run here, when the spec is made; checks
 that need the logits (shapes, the number of classes, label values) run when the runner binds
-the spec to them (``smoothce._run``).
+the spec to them (`smoothce._run`).
 
-Errors: ``TypeError`` for a wrong type or dtype, ``ValueError`` for a wrong value or shape.
-Integer arguments go through ``operator.index`` (so NumPy integers work) and bools are refused.
-Each message names the argument as the caller's API spells it (:class:`Names`).
+Errors: `TypeError` for a wrong type or dtype, `ValueError` for a wrong value or shape.
+Integer arguments go through `operator.index` (so NumPy integers work) and bools are refused.
+Each message names the argument as the caller's API spells it (`Names`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ SPREADS = ("all", "others")
 
 
 class LabelRangeError(ValueError, IndexError):
-    """An integer label outside [0, K): a ``ValueError`` (a wrong value) and an ``IndexError``
+    """An integer label outside $[0, K)$: a `ValueError` (a wrong value) and an `IndexError`
     (what indexing with it would raise, and what PyTorch raises)."""
 
 
@@ -64,34 +64,39 @@ NAMES = Names()
 class LossSpec:
     r"""Everything about one loss call except the logits and the labels, validated.
 
-    With :math:`p = \mathrm{softmax}(z)` over the class axis, :math:`K` classes, per-class
-    weights :math:`w` and the smoothed target :math:`q = (1 - \varepsilon)\,y + \varepsilon/K`,
-    each example's loss is :math:`L = -\sum_c w_c q_c \log p_c`.
+    With $p = \mathrm{softmax}(z)$ over the class axis, $K$ classes, per-class weights $w$
+    and the smoothed target $q = (1 - \varepsilon)\,y + \varepsilon/K$, each example's loss
+    is $L = -\sum_c w_c q_c \log p_c$. Build it with `build` (keyword arguments) or the
+    constructor: both validate.
 
-    Fields:
-      eps: ε in [0, 1]: a Python float, or a 0-d array whose value is checked when it can be
-        read without a device synchronisation (else an ε outside [0, 1] gives NaN).
-      axis: the class axis, or a tuple of class axes (flattened, in order, into one).
-      weight: per-class weights of shape (K,) (or the class axes' shape), or None.
-      ignore_index: an integer label whose examples count as absent, or None.
-      where: a boolean class mask broadcastable to the logits, or None. Masked classes leave
-        the softmax and K; an example whose classes are all masked counts as absent.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-      spread: ``"all"`` (ε/K on every class) or ``"others"`` (ε/(K − 1) on the wrong ones).
-      probabilities: None for logits; a clipping bound δ when the input holds probabilities
-        (Keras's ``from_logits=False``): they are normalised, clipped to [δ, 1 − δ] and their
-        log is the logits, and the gradient is taken with respect to the probabilities.
-      z_loss: λ ≥ 0 of the z-loss λ·lse² added to each example's loss (PaLM); 0 for none.
-      softcap: c > 0: the logits become c·tanh(z/c) before everything else (Gemma 2); None for
-        none.
-      overwrite: write the gradient into the logits' own buffer.
-      check_labels: when integer labels are read and checked. None (the default): when that
-        costs no device synchronisation (NumPy, CPU tensors, concrete arrays on the host);
-        True: always, eagerly (one synchronisation on an accelerator); False: never. Labels
-        that are not read make their own rows NaN when they are out of range.
-      names: the caller's names of the arguments, for error messages.
-
-    Build it with :meth:`build` (or the constructor: both validate).
+    Attributes:
+        eps: $\varepsilon \in [0, 1]$: a Python float, or a 0-d array whose value is checked
+            when it can be read without a device synchronisation (else an $\varepsilon$
+            outside $[0, 1]$ gives NaN).
+        axis: The class axis, or a tuple of class axes (flattened, in order, into one).
+        weight: Per-class weights of shape `(K,)` (or the class axes' shape), or `None`.
+        ignore_index: An integer label whose examples count as absent, or `None`.
+        where: A boolean class mask broadcastable to the logits, or `None`. Masked classes
+            leave the softmax and $K$; an example whose classes are all masked counts as
+            absent.
+        reduction: `"mean"`, `"sum"` or `"none"`.
+        spread: `"all"` ($\varepsilon/K$ on every class) or `"others"`
+            ($\varepsilon/(K-1)$ on the wrong ones).
+        probabilities: `None` for logits; a clipping bound $\delta$ when the input holds
+            probabilities (Keras's `from_logits=False`): they are normalised, clipped to
+            $[\delta, 1 - \delta]$ and their log is the logits, and the gradient is taken
+            with respect to the probabilities.
+        overwrite: Write the gradient into the logits' own buffer.
+        check_labels: When integer labels are read and checked. `None` (the default): when
+            that costs no device synchronisation (NumPy, CPU tensors, concrete arrays on the
+            host); `True`: always, eagerly (one synchronisation on an accelerator); `False`:
+            never. Labels that are not read make their own rows NaN when they are out of
+            range.
+        names: The caller's names of the arguments, for error messages.
+        z_loss: $\lambda \ge 0$ of the z-loss $\lambda \operatorname{lse}(z)^2$ added to each
+            example's loss (PaLM); 0 for none.
+        softcap: $c > 0$: the logits become $c \tanh(z/c)$ before everything else (Gemma 2);
+            `None` for none.
     """
 
     eps: Any = 0.1
@@ -163,7 +168,7 @@ class LossSpec:
         z_loss: Any = 0.0,
         softcap: Any = None,
     ) -> LossSpec:
-        """The spec for these arguments, checked; raises ``TypeError``/``ValueError``."""
+        """The spec for these arguments, checked; raises `TypeError`/`ValueError`."""
         return cls(
             eps,
             axis,
@@ -181,7 +186,7 @@ class LossSpec:
         )
 
     def replace(self, **changes: Any) -> LossSpec:
-        """A copy with ``changes``, validated again."""
+        """A copy with `changes`, validated again."""
         return dataclasses.replace(self, **changes)
 
     @property
@@ -190,15 +195,15 @@ class LossSpec:
         return self.spread == "others"
 
     def split(self) -> tuple[LossSpec, tuple[Any, ...]]:
-        """``(static, arrays)``: the spec without its array fields, hashable (a jit cache key,
-        a ``nondiff_argnums`` argument), and those arrays in ``ARRAY_FIELDS`` order (None where
-        the field holds no array). :meth:`join` puts them back."""
+        """`(static, arrays)`: the spec without its array fields, hashable (a jit cache key,
+        a `nondiff_argnums` argument), and those arrays in `ARRAY_FIELDS` order (None where
+        the field holds no array). `join` puts them back."""
         arrays = tuple(_array_or_none(getattr(self, f)) for f in ARRAY_FIELDS)
         holes = {f: _HOLE for f, a in zip(ARRAY_FIELDS, arrays, strict=True) if a is not None}
         return (_unchecked(self, **holes) if holes else self), arrays
 
     def join(self, arrays: tuple[Any, ...]) -> LossSpec:
-        """The inverse of :meth:`split` (with possibly different arrays, e.g. tracers)."""
+        """The inverse of `split` (with possibly different arrays, e.g. tracers)."""
         values = {f: a for f, a in zip(ARRAY_FIELDS, arrays, strict=True) if a is not None}
         return _unchecked(self, **values) if values else self
 
@@ -207,7 +212,7 @@ ARRAY_FIELDS = ("eps", "weight", "where")
 
 
 class _Hole:
-    """Stands for an array field in a :meth:`LossSpec.split` spec."""
+    """Stands for an array field in a `LossSpec.split` spec."""
 
     def __repr__(self) -> str:
         return "<array>"
@@ -220,7 +225,7 @@ _FIELDS = tuple(field.name for field in dataclasses.fields(LossSpec))
 
 
 def _unchecked(spec: LossSpec, **changes: Any) -> LossSpec:
-    """A copy with ``changes`` and no validation (the values were checked already)."""
+    """A copy with `changes` and no validation (the values were checked already)."""
     new = object.__new__(LossSpec)
     for name in _FIELDS:
         object.__setattr__(new, name, changes.get(name, getattr(spec, name)))
@@ -247,7 +252,7 @@ def check_index(value: Any, name: str) -> int:
 
 
 def check_positive(value: Any, name: str, minimum: int = 1) -> int:
-    """An integer argument that must be at least ``minimum``."""
+    """An integer argument that must be at least `minimum`."""
     number = check_index(value, name)
     if number < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {number}")
@@ -319,7 +324,7 @@ def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> Any:
 
 
 def _check_array_dtype(x: Any, kinds: tuple[str, ...], name: str, what: str = "") -> None:
-    """``x`` is an array whose dtype is of one of ``kinds`` (array-API ``isdtype`` kinds)."""
+    """`x` is an array whose dtype is of one of `kinds` (array-API `isdtype` kinds)."""
     try:
         backend = backend_of(x)
     except TypeError:
@@ -331,7 +336,7 @@ def _check_array_dtype(x: Any, kinds: tuple[str, ...], name: str, what: str = ""
 
 
 def _is_bool_scalar(value: Any) -> bool:
-    """NumPy's ``bool_`` and 0-d boolean arrays of any library (``operator.index`` and
-    ``float`` accept some of them as 0 and 1)."""
+    """NumPy's `bool_` and 0-d boolean arrays of any library (`operator.index` and
+    `float` accept some of them as 0 and 1)."""
     dtype = getattr(value, "dtype", None)
     return dtype is not None and "bool" in str(dtype)

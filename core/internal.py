@@ -1,6 +1,6 @@
 """The seam between the core and the framework adapters (not a stable public API).
 
-Adapters build a :class:`LossSpec` from their native arguments, call :func:`evaluate` inside
+Adapters build a `LossSpec` from their native arguments, call `evaluate` inside
 their framework's autodiff rule, and wrap nothing but names, defaults and layouts around it.
 Everything an adapter may use from the core is re-exported here; nothing else is.
 """

@@ -1,11 +1,12 @@
-"""Calibration metrics: how far a classifier's confidence is from its accuracy.
+r"""Calibration metrics: how far a classifier's confidence is from its accuracy.
 
-Every function takes arrays from any library that smoothce supports (NumPy, PyTorch, JAX,
-TensorFlow, array-API-strict) and answers in that library, except :func:`fit_temperature`,
-which runs a short search on the host and returns a Python float.
+Every function takes arrays of any library that smoothce supports (NumPy, PyTorch, JAX,
+TensorFlow, array-api-strict) and answers in that library, except
+[fit_temperature][smoothce.metrics.fit_temperature], which runs a short search on the host and
+returns a Python float. The [calibration guide][calibration-guide] shows them at work.
 
-Notation: z logits with the K classes on ``axis``, p = softmax(z), confidence
-c = max_k p_k, prediction ŷ = argmax_k p_k, y the integer label.
+Notation: logits $z$ with the $K$ classes on `axis`, $p = \mathrm{softmax}(z)$, confidence
+$c = \max_k p_k$, prediction $\hat y = \arg\max_k p_k$, $y$ the integer label.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import numbers
 from typing import Any, NamedTuple
 
+from ._api import Array
 from ._api import loss as _loss
 from ._backends import Backend, common_backend
 from ._spec import LabelRangeError, check_index, check_positive
@@ -29,19 +31,37 @@ __all__ = [
 ]
 
 
-def softmax(logits: Any, *, axis: int = -1) -> Any:
-    """p_k = exp(z_k − max z) / Σ_j exp(z_j − max z) along ``axis``.
+def softmax(logits: Array, *, axis: int = -1) -> Array:
+    r"""Softmax along `axis`, computed without overflow.
+
+    $$
+    p_k = \frac{e^{z_k - m}}{\sum_j e^{z_j - m}}, \qquad m = \max_j z_j .
+    $$
 
     Subtracting the maximum changes nothing mathematically (softmax is shift-invariant) and
-    keeps ``exp`` from overflowing. ``softmax([1.5, 1.2, 1.0])`` is ``[0.4260, 0.3156, 0.2584]``;
-    five times those logits give ``[0.7662, 0.1710, 0.0629]``: scaling the logits up makes the
-    output more extreme without changing the predicted class.
+    keeps the exponentials from overflowing.
 
-    Example:
-      >>> import numpy as np
-      >>> from smoothce import metrics
-      >>> metrics.softmax(np.array([1.5, 1.2, 1.0])).round(4)
-      array([0.426 , 0.3156, 0.2584])
+    Args:
+        logits: Real floating array with the classes on `axis`, any shape.
+        axis: The class axis.
+
+    Returns:
+        The probabilities $p$: the logits' shape, dtype, library and device, summing to 1
+        along `axis`.
+
+    Raises:
+        TypeError: Logits that are not a real floating array.
+
+    Examples:
+        The source post's example: five times the same logits give the same prediction
+        with far more confidence.
+
+        >>> import numpy as np
+        >>> from smoothce import metrics
+        >>> metrics.softmax(np.array([1.5, 1.2, 1.0])).round(4)
+        array([0.426 , 0.3156, 0.2584])
+        >>> metrics.softmax(5 * np.array([1.5, 1.2, 1.0])).round(4)
+        array([0.7662, 0.171 , 0.0629])
     """
     xp = _namespace(logits)
     _check_floating(xp, logits, "logits")
@@ -49,19 +69,33 @@ def softmax(logits: Any, *, axis: int = -1) -> Any:
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-def logit_norm(logits: Any, *, axis: int = -1, centered: bool = False) -> Any:
-    """Euclidean norm of each logit vector, ‖z‖₂ = sqrt(Σ_k z_k²), one value per example.
+def logit_norm(logits: Array, *, axis: int = -1, centered: bool = False) -> Array:
+    r"""Euclidean norm of each example's logit vector, $\lVert z \rVert_2 = \sqrt{\sum_k z_k^2}$.
 
     With one-hot targets, cross-entropy keeps falling when all logits are scaled up, so
-    training tends to inflate this norm; label smoothing gives the loss a finite optimum.
-    ``centered=True`` measures ‖z − mean(z)‖₂ instead, which ignores the shift that softmax
-    cannot see.
+    training tends to inflate this norm; label smoothing gives the loss an optimum at finite
+    logits ([why smoothing stops the norm from growing][norm-growth]).
 
-    Example:
-      >>> import numpy as np
-      >>> from smoothce import metrics
-      >>> metrics.logit_norm(np.array([[3.0, 4.0]]))
-      array([5.])
+    Args:
+        logits: Real floating array with the classes on `axis`, any shape.
+        axis: The class axis.
+        centered: Measure $\lVert z - \bar z \rVert_2$, with $\bar z$ the mean over the
+            classes, instead: it ignores the shift that softmax cannot see.
+
+    Returns:
+        One norm per example: the logits' shape without `axis`, in their dtype, library
+        and device.
+
+    Raises:
+        TypeError: Logits that are not a real floating array.
+
+    Examples:
+        >>> import numpy as np
+        >>> from smoothce import metrics
+        >>> metrics.logit_norm(np.array([[3.0, 4.0], [1.0, 1.0]]))
+        array([5.        , 1.41421356])
+        >>> metrics.logit_norm(np.array([[3.0, 4.0], [1.0, 1.0]]), centered=True)
+        array([0.70710678, 0.        ])
     """
     xp = _namespace(logits)
     _check_floating(xp, logits, "logits")
@@ -71,47 +105,86 @@ def logit_norm(logits: Any, *, axis: int = -1, centered: bool = False) -> Any:
 
 
 class ReliabilityCurve(NamedTuple):
-    """Per-bin statistics of a reliability diagram, each of shape ``(n_bins,)``.
+    r"""Per-bin statistics of a reliability diagram.
 
-    Bin m (1-based) holds the examples with confidence in ((m − 1)/M, m/M]; ``edges`` has the
-    M + 1 boundaries. Empty bins have ``count`` 0 and NaN ``confidence`` and ``accuracy``.
+    [smoothce.metrics.reliability_curve][] returns it. Bin $m = 1, \dots, M$ holds the
+    examples whose confidence lies in $((m-1)/M, m/M]$. Plot `accuracy` against `confidence`:
+    a calibrated model lies on the diagonal. Every field is an array in the input's library
+    and floating dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> from smoothce import metrics
+        >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+        >>> curve = metrics.reliability_curve(z, np.array([0, 1, 1, 1]), n_bins=4)
+        >>> curve.edges
+        array([0.  , 0.25, 0.5 , 0.75, 1.  ])
+        >>> curve.count
+        array([0., 0., 1., 3.])
+        >>> edges, confidence, accuracy, count = curve  # a named tuple
     """
 
-    edges: Any
-    confidence: Any  # mean confidence of the bin's examples
-    accuracy: Any  # share of the bin's examples whose prediction is right
-    count: Any  # number of examples in the bin (floating)
+    edges: Array
+    r"""The $M + 1$ bin boundaries $0, 1/M, \dots, 1$, shape `(M + 1,)`."""
+    confidence: Array
+    r"""The mean confidence $\mathrm{conf}(B_m)$ of each bin's examples, shape `(M,)`; NaN
+    for an empty bin."""
+    accuracy: Array
+    r"""The share $\mathrm{acc}(B_m)$ of each bin's examples whose prediction is right,
+    shape `(M,)`; NaN for an empty bin."""
+    count: Array
+    """The number of examples $|B_m|$ in each bin, shape `(M,)`, floating."""
 
 
 def reliability_curve(
-    logits_or_probs: Any,
-    labels: Any,
+    logits_or_probs: Array,
+    labels: Array,
     n_bins: int = 15,
     *,
     from_logits: bool = True,
     axis: int = -1,
 ) -> ReliabilityCurve:
-    """Mean confidence, accuracy and example count per equal-width confidence bin.
+    r"""Mean confidence, accuracy and example count per equal-width confidence bin.
+
+    With confidence $c_i = \max_k p_{ik}$ and prediction $\hat y_i = \arg\max_k p_{ik}$,
+    bin $B_m$ holds the examples with $c_i \in ((m-1)/M, m/M]$, and
+
+    $$
+    \mathrm{conf}(B_m) = \frac{1}{|B_m|} \sum_{i \in B_m} c_i, \qquad
+    \mathrm{acc}(B_m) = \frac{1}{|B_m|} \sum_{i \in B_m} \mathbf{1}[\hat y_i = y_i] .
+    $$
+
+    [smoothce.metrics.expected_calibration_error][] sums the gaps between the two.
 
     Args:
-      logits_or_probs: logits (``from_logits=True``, the default) or probabilities
-        (``from_logits=False``) with the K classes on ``axis``; any leading shape.
-      labels: integer class indices, the first argument's shape without ``axis``.
-      n_bins: number M of equal-width bins on [0, 1].
-      from_logits: whether the first argument holds logits (softmax is applied) or
-        probabilities (used as they are).
-      axis: the class axis.
+        logits_or_probs: Real floating array of logits (`from_logits=True`, the default) or
+            probabilities (`from_logits=False`) with the $K$ classes on `axis`, any shape.
+        labels: Integer class indices in $[0, K)$ of the first argument's shape without
+            `axis`.
+        n_bins: The number $M \ge 1$ of equal-width bins on $[0, 1]$.
+        from_logits: Whether the first argument holds logits (softmax is applied) or
+            probabilities (used as they are).
+        axis: The class axis.
 
     Returns:
-      A :class:`ReliabilityCurve` in the input's library.
+        A [ReliabilityCurve][smoothce.metrics.ReliabilityCurve] of arrays in the input's
+        library and floating dtype: `edges` of shape `(M + 1,)`, `confidence`, `accuracy`
+        and `count` of shape `(M,)`. Empty bins have `count` 0 and NaN `confidence` and
+        `accuracy`.
 
-    Example:
-      >>> import numpy as np
-      >>> from smoothce import metrics
-      >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
-      >>> curve = metrics.reliability_curve(z, np.array([0, 1, 1, 1]), n_bins=2)
-      >>> curve.count, curve.accuracy
-      (array([0., 4.]), array([ nan, 0.75]))
+    Raises:
+        TypeError: Non-floating scores or non-integer labels.
+        ValueError: Shapes that do not fit, `n_bins < 1`, or a label outside $[0, K)$ when
+            it can be read (under tracing its example counts as wrong, with NaN
+            accuracy sums).
+
+    Examples:
+        >>> import numpy as np
+        >>> from smoothce import metrics
+        >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+        >>> curve = metrics.reliability_curve(z, np.array([0, 1, 1, 1]), n_bins=2)
+        >>> curve.count, curve.accuracy
+        (array([0., 4.]), array([ nan, 0.75]))
     """
     xp, conf, correct, n_bins, device = _confidence_and_correct(
         logits_or_probs, labels, n_bins, from_logits, axis
@@ -129,38 +202,54 @@ def reliability_curve(
 
 
 def expected_calibration_error(
-    logits_or_probs: Any,
-    labels: Any,
+    logits_or_probs: Array,
+    labels: Array,
     n_bins: int = 15,
     *,
     from_logits: bool = True,
     axis: int = -1,
-) -> Any:
-    """Expected calibration error (Guo et al. 2017) with M equal-width bins.
+) -> Array:
+    r"""Expected calibration error with $M$ equal-width confidence bins (Guo et al. 2017).
 
-    ECE = Σ_m (|B_m| / n) · |acc(B_m) − conf(B_m)|, where B_m holds the examples whose
-    confidence c = max_k p_k lies in ((m − 1)/M, m/M], acc is the share of B_m predicted
-    right and conf its mean confidence. Equivalently (1/n)·Σ_m |Σ_{i∈B_m} (1[ŷ_i = y_i] − c_i)|.
-    0 is perfectly calibrated; the value is in [0, 1].
+    With the bins $B_m$, $\mathrm{acc}$ and $\mathrm{conf}$ of
+    [smoothce.metrics.reliability_curve][] and $n$ examples,
+
+    $$
+    \mathrm{ECE} = \sum_{m=1}^{M} \frac{|B_m|}{n}
+    \,\bigl|\mathrm{acc}(B_m) - \mathrm{conf}(B_m)\bigr|
+    = \frac{1}{n} \sum_{m=1}^{M} \Bigl|\sum_{i \in B_m} (\mathbf{1}[\hat y_i = y_i] - c_i)\Bigr| .
+    $$
+
+    0 is perfectly calibrated; the value lies in $[0, 1]$. It has no value-dependent Python
+    branches, so `jax.jit` and `tf.function` can trace it.
 
     Args:
-      logits_or_probs: logits (``from_logits=True``, the default) or probabilities
-        (``from_logits=False``), K classes on ``axis``, any leading shape.
-      labels: integer class indices, the first argument's shape without ``axis``.
-      n_bins: number of bins M (15 in Guo et al.).
-      from_logits: whether to apply softmax first.
-      axis: the class axis.
+        logits_or_probs: Real floating array of logits (`from_logits=True`, the default) or
+            probabilities (`from_logits=False`) with the $K$ classes on `axis`, any shape.
+        labels: Integer class indices in $[0, K)$ of the first argument's shape without
+            `axis`.
+        n_bins: The number of bins $M \ge 1$ (15 in Guo et al.).
+        from_logits: Whether to apply softmax first.
+        axis: The class axis.
 
     Returns:
-      A 0-d floating array in the input's library (``float(...)`` gives the number). No
-      value-dependent Python branches: it can be traced by ``jax.jit`` or ``tf.function``.
+        The ECE as a 0-d floating array in the input's library (`float(...)` gives the
+        number).
 
-    Example:
-      >>> import numpy as np
-      >>> from smoothce import metrics
-      >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
-      >>> round(float(metrics.expected_calibration_error(z, np.array([0, 1, 1, 1]))), 4)
-      0.2278
+    Raises:
+        TypeError: As [smoothce.metrics.reliability_curve][].
+        ValueError: As [smoothce.metrics.reliability_curve][].
+
+    Examples:
+        >>> import numpy as np
+        >>> from smoothce import metrics
+        >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 1])
+        >>> round(float(metrics.expected_calibration_error(z, y)), 4)
+        0.2278
+        >>> p = metrics.softmax(z)
+        >>> round(float(metrics.expected_calibration_error(p, y, from_logits=False)), 4)
+        0.2278
     """
     xp, conf, correct, n_bins, device = _confidence_and_correct(
         logits_or_probs, labels, n_bins, from_logits, axis
@@ -171,42 +260,53 @@ def expected_calibration_error(
 
 
 def fit_temperature(
-    logits: Any,
-    labels: Any,
+    logits: Array,
+    labels: Array,
     *,
     axis: int = -1,
     bounds: tuple[float, float] = (0.01, 100.0),
     tol: float = 1e-5,
 ) -> float:
-    """The temperature T that minimises the mean negative log-likelihood of softmax(z / T).
+    r"""The temperature $T$ that minimises the negative log-likelihood of $\mathrm{softmax}(z/T)$.
 
-    Temperature scaling (Guo et al. 2017) is the usual post-hoc calibration: fit T on held-out
-    data, then use softmax(z / T) at test time. It changes confidences, never the predicted
-    class. T > 1 softens an over-confident model, T < 1 sharpens an under-confident one.
+    Temperature scaling (Guo et al. 2017) is the usual post-hoc calibration: fit $T$ on
+    held-out data, then use $\mathrm{softmax}(z/T)$ at test time. It changes confidences,
+    never the predicted class: $T > 1$ softens an over-confident model, $T < 1$ sharpens an
+    under-confident one.
 
-    The NLL is evaluated with smoothce's own loss (``smoothce.loss(z / T, y, eps=0)``). As a
-    function of β = 1/T it is convex (a log-sum-exp minus a linear term), hence unimodal in
-    log T, so a golden-section search on log T within ``bounds`` finds the global minimum
-    there to within ``tol`` (in log T). This runs eagerly (about 40 loss evaluations) and
-    cannot be traced.
+    The NLL is [smoothce.loss][] with $\varepsilon = 0$. As a function of $\beta = 1/T$ it
+    is convex (a log-sum-exp minus a linear term), hence unimodal in $\log T$, so a
+    golden-section search on $\log T$ within `bounds` finds its global minimum there, to
+    within `tol`. This runs eagerly (about 40 loss evaluations) and cannot be traced.
 
     Args:
-      logits: floating logits with the classes on ``axis``.
-      labels: integer class indices.
-      axis: the class axis.
-      bounds: the search interval for T, ``0 < low < high``. A result at a bound means the
-        optimum lies outside it (for example T → 0 when every prediction is right).
-      tol: stopping width of the bracket on log T.
+        logits: Real floating, finite logits with the classes on `axis`, any shape; at
+            least one example.
+        labels: Integer class indices of the logits' shape without `axis`.
+        axis: The class axis.
+        bounds: The search interval `(low, high)` for $T$, $0 < \mathrm{low} <
+            \mathrm{high} < \infty$. A result at a bound means the optimum lies outside
+            (for example $T \to 0$ when every prediction is right).
+        tol: Stopping width of the bracket on $\log T$, > 0.
 
     Returns:
-      T as a Python float.
+        $T$ as a Python float.
 
-    Example:
-      >>> import numpy as np
-      >>> from smoothce import metrics
-      >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
-      >>> round(metrics.fit_temperature(z, np.array([0, 1, 1, 1])), 2)
-      2.01
+    Raises:
+        TypeError: Non-floating logits, or arrays being traced (under `jax.jit` or
+            `tf.function`).
+        ValueError: Bad `bounds` or `tol`, no examples, or logits that are not finite.
+
+    Examples:
+        >>> import numpy as np
+        >>> from smoothce import metrics
+        >>> z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 1])
+        >>> t = metrics.fit_temperature(z, y)
+        >>> round(t, 2)
+        2.01
+        >>> round(float(metrics.expected_calibration_error(z / t, y)), 4)  # from 0.2278
+        0.1419
     """
     low, high = (float(b) for b in bounds)
     if not (0 < low < high and math.isfinite(high)):
@@ -246,43 +346,59 @@ def fit_temperature(
 
 
 def noisy_labels(
-    labels: Any,
+    labels: Array,
     rate: float,
     num_classes: int,
     *,
-    draws: Any = None,
+    draws: Array | None = None,
     rng: Any = None,
-) -> Any:
-    """Replace each label, with probability ``rate``, by a different class chosen uniformly.
+) -> Array:
+    r"""Replace each label, with probability `rate`, by a different class chosen uniformly.
 
-    This is the seed's "noisy labels" remedy: draw fresh noise for every batch (or epoch), so
-    that a sample is sometimes trained on a wrong class and the network cannot push its
-    confidence on any training example all the way to 1.
+    The source post's "noisy labels" remedy: draw fresh noise for every batch (or epoch),
+    so that an example is sometimes trained on a wrong class and the network cannot push
+    its confidence on any training example all the way to 1.
 
-    One uniform draw u ∈ [0, 1) per label decides both things: the label changes when u < rate,
-    and then becomes (y + 1 + ⌊(u / rate)·(K − 1)⌋) mod K, uniform over the K − 1 other classes
-    (u / rate is uniform on [0, 1) given u < rate).
+    One uniform draw $u \in [0, 1)$ per label decides both things: the label $y$ changes
+    when $u < r$ (the `rate`), and then becomes
+
+    $$
+    \bigl(y + 1 + \lfloor (u / r)(K - 1) \rfloor\bigr) \bmod K,
+    $$
+
+    uniform over the $K - 1$ other classes ($u / r$ is uniform on $[0, 1)$ given $u < r$).
 
     Args:
-      labels: integer class indices in [0, K), any shape, any supported library.
-      rate: probability of changing a label, in [0, 1].
-      num_classes: K ≥ 2.
-      draws: optional uniform [0, 1) draws of the labels' shape, in the labels' library. Pass
-        them to control the randomness yourself (for example inside ``jax.jit``).
-      rng: used when ``draws`` is None, in the labels' library's own terms: a
-        ``numpy.random.Generator`` or an int seed (NumPy, and any other array-API library,
-        whose draws are made with NumPy); a ``torch.Generator`` or None for torch's global
-        generator; a ``jax.random`` key (required for JAX, which has no global state); a
-        ``tf.random.Generator``, an int seed (stateless draw) or None for TensorFlow.
+        labels: Integer class indices in $[0, K)$, any shape, integer dtype, any supported
+            library.
+        rate: The probability $r \in [0, 1]$ of changing a label.
+        num_classes: $K \ge 2$.
+        draws: Uniform draws in $[0, 1)$ of the labels' shape, floating, in the labels'
+            library. Pass them to control the randomness yourself (inside `jax.jit`, for
+            example). `None`: drawn from `rng`.
+        rng: Used when `draws` is `None`, in the labels' library's own terms: a
+            `numpy.random.Generator` or an int seed (NumPy and other array-API libraries,
+            whose draws are made with NumPy); a `torch.Generator`, or `None` for torch's
+            global generator; a `jax.random` key (required for JAX, which has no global
+            state); a `tf.random.Generator`, an int seed (a stateless draw) or `None` for
+            TensorFlow.
 
     Returns:
-      New labels, same shape, dtype and library as ``labels``.
+        The new labels: the labels' shape, dtype, library and device.
 
-    Example:
-      >>> import numpy as np
-      >>> from smoothce import metrics
-      >>> metrics.noisy_labels(np.array([0, 1, 2, 0]), 0.5, 3, rng=0)
-      array([0, 0, 0, 1])
+    Raises:
+        TypeError: Non-integer labels, a `rate` that is not a number, non-floating draws.
+        ValueError: A `rate` outside $[0, 1]$, `num_classes < 2`, draws of another shape, or
+            a label outside $[0, K)$ when it can be read.
+
+    Examples:
+        >>> import numpy as np
+        >>> from smoothce import metrics
+        >>> labels = np.array([0, 1, 2, 0])
+        >>> metrics.noisy_labels(labels, 0.5, 3, draws=np.array([0.1, 0.9, 0.3, 0.6]))
+        array([1, 1, 1, 0])
+        >>> metrics.noisy_labels(labels, 0.5, 3, rng=0)
+        array([0, 0, 0, 1])
     """
     backend = common_backend(labels, draws)
     xp = backend.namespace(labels)
@@ -342,7 +458,7 @@ def _confidence_and_correct(
     scores: Any, labels: Any, n_bins: Any, from_logits: bool, axis: Any
 ) -> tuple[Any, Any, Any, int, Any]:
     """Flattened confidence c_i and correctness 1[ŷ_i = y_i] (floating; NaN for an unread
-    out-of-range label), the namespace, ``n_bins`` as an int and the device."""
+    out-of-range label), the namespace, `n_bins` as an int and the device."""
     n_bins = check_positive(n_bins, "n_bins")
     axis = check_index(axis, "axis")
     backend = common_backend(scores, labels)

@@ -233,4 +233,3 @@ def test_keras_adapter(case):
         per_example = sk.categorical_crossentropy(labels, logits, True, case.eps, case.axis)
     want_loss, _ = _expected(case, logits, labels, weight, where, "none")
     np.testing.assert_allclose(np.asarray(per_example), want_loss, rtol=1e-6, atol=1e-7)
-

@@ -27,7 +27,11 @@ SHAPES = [(256, 10, "float32"), (8192, 1000, "float32"), (2048, 32000, "float32"
 LARGE = (1024, 128000)  # in each framework's 16-bit float on CPU
 QUICK_SHAPES = [(64, 10, "float32"), (512, 1000, "float32"), (256, 8000, "float32")]
 QUICK_LARGE = (128, 16000)
-FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
+FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow", "torch-linear")
+# the LLM head: N tokens, H hidden, V classes; the fused loss against logits formed whole
+LINEAR_H = 512
+LINEAR_SHAPES = [(8192, 32000, "float32")]
+QUICK_LINEAR_SHAPES = [(512, 4000, "float32")]
 
 
 # --------------------------------------------------------------------------- contenders
@@ -91,9 +95,13 @@ def _torch(n: int, k: int, dtype: str, eps: float) -> dict[str, Callable[[], Any
 
         return step
 
+    def with_terms(x: Any, t: Any, label_smoothing: float) -> Any:
+        return sct.cross_entropy(x, t, label_smoothing=label_smoothing, z_loss=1e-4, softcap=30.0)
+
     steps = {
         "smoothce": run(sct.cross_entropy, eps),
         "smoothce ε=0": run(sct.cross_entropy, 0.0),
+        "smoothce + z-loss + soft-cap": run(with_terms, eps),
         "native F.cross_entropy": run(F.cross_entropy, eps),
     }
     in_place = getattr(sct, "cross_entropy_inplace", None)
@@ -191,12 +199,49 @@ def _tensorflow(n: int, k: int, dtype: str, eps: float) -> dict[str, Callable[[]
     }
 
 
-BUILDERS = {"numpy": _numpy, "torch": _torch, "jax": _jax, "tensorflow": _tensorflow}
+def _torch_linear(n: int, v: int, dtype: str, eps: float) -> dict[str, Callable[[], Any]]:
+    """The LLM head: the fused chunked loss against the same loss on logits formed whole."""
+    import torch
+    import torch.nn.functional as F
+
+    import smoothce.torch as sct
+
+    gen = torch.Generator().manual_seed(0)
+    kind = getattr(torch, dtype)
+    h = (torch.randn(n, LINEAR_H, generator=gen) / 4).to(kind).requires_grad_()
+    w = (torch.randn(v, LINEAR_H, generator=gen) / 8).to(kind).requires_grad_()
+    y = torch.randint(0, v, (n,), generator=gen)
+
+    def run(loss: Callable[[], Any]) -> Callable[[], Any]:
+        def step() -> Any:
+            h.grad = w.grad = None
+            loss().backward()
+            return h.grad, w.grad
+
+        return step
+
+    return {
+        "smoothce fused": run(lambda: sct.linear_cross_entropy(h, w, y, label_smoothing=eps)),
+        "smoothce unfused": run(lambda: sct.cross_entropy(h @ w.T, y, label_smoothing=eps)),
+        "native F.linear_cross_entropy": run(
+            lambda: F.linear_cross_entropy(h, w, y, label_smoothing=eps)
+        ),
+    }
+
+
+BUILDERS = {
+    "numpy": _numpy,
+    "torch": _torch,
+    "jax": _jax,
+    "tensorflow": _tensorflow,
+    "torch-linear": _torch_linear,
+}
 NATIVE = {
     "numpy": "hand-written NumPy",
     "torch": "native F.cross_entropy",
     "jax": "optax",
     "tensorflow": "native Keras CCE",
+    "torch-linear": "smoothce unfused",
 }
 MIN_SAMPLE_S = 0.005  # one timing sample lasts at least this long (several calls if need be)
 FLOORS = ("np.exp pass", "tf.function call floor")  # yardsticks: timed, not measured for memory
@@ -280,7 +325,8 @@ def _subprocess(args: list[str]) -> Any:
 def _installed(framework: str) -> bool:
     import importlib.util
 
-    return framework == "numpy" or importlib.util.find_spec(framework) is not None
+    module = framework.split("-")[0]
+    return module == "numpy" or importlib.util.find_spec(module) is not None
 
 
 def _machine() -> str:
@@ -311,7 +357,10 @@ def run(
     large = QUICK_LARGE if quick else LARGE
     rows = []
     for framework in frameworks:
-        cases = [*shapes, (*large, HALF[framework])]
+        if framework == "torch-linear":
+            cases = QUICK_LINEAR_SHAPES if quick else LINEAR_SHAPES
+        else:
+            cases = [*shapes, (*large, HALF[framework])]
         for n, k, dtype in cases:
             progress(f"{framework} ({n}, {k}) {dtype}")
             try:
