@@ -288,8 +288,14 @@ def test_bench_some_cases_failed_still_writes(capsys, tmp_path, monkeypatch):
     argv = ["bench", "--frameworks", "numpy", "torch", "--quick", "--no-memory"]
     code, out, err = run_cli([*argv, "--out", str(report)], capsys)
     assert code == 0, err
-    assert "(failed: torch is broken)" in out and "| numpy |" in out
-    assert "| smoothce | 1.00 | 0.50 |" in report.read_text(encoding="utf-8")
+    assert "(failed: torch is broken)" in out and "### NumPy" in out
+    written = report.read_text(encoding="utf-8")
+    assert "| smoothce | 1.00 | 0.50 |" in written and "a test machine" in written
+    # written again: the tables between the markers are replaced, the rest of the page kept
+    report.write_text(written.replace("## Machine", "Kept prose.\n\n## Machine"))
+    run_cli([*argv, "--out", str(report)], capsys)
+    again = report.read_text(encoding="utf-8")
+    assert again.count("### NumPy") == 1 and "Kept prose." in again
 
 
 def test_bench_out_check_leaves_nothing_behind(tmp_path):

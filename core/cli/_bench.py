@@ -395,23 +395,78 @@ def run(
     return rows
 
 
+SECTIONS = {
+    # framework: (heading, what is compared)
+    "numpy": ("NumPy", "`smoothce.loss_and_grad`, against a hand-written NumPy step."),
+    "torch": (
+        "PyTorch",
+        "`smoothce.torch.cross_entropy` through autograd, against `F.cross_entropy`; the "
+        "z-loss row adds `z_loss=1e-4, softcap=30`.",
+    ),
+    "jax": (
+        "JAX",
+        "`smoothce.jax.softmax_cross_entropy_with_integer_labels` under `jax.jit` of\n"
+        "`jax.value_and_grad`, against optax.",
+    ),
+    "tensorflow": (
+        "TensorFlow",
+        "`smoothce.tensorflow.sparse_softmax_cross_entropy_with_logits` with a `GradientTape` "
+        "in a\n`tf.function`, against Keras's `CategoricalCrossentropy`.",
+    ),
+    "torch-linear": (
+        "The LLM head (PyTorch)",
+        f"`smoothce.torch.linear_cross_entropy` (fused, chunked) from hidden states of width "
+        f"{LINEAR_H}, against `smoothce.torch.cross_entropy(input @ linear_weight.T)` on the "
+        "whole logits and PyTorch's `F.linear_cross_entropy(label_smoothing=0.1)`; the shape "
+        "is N×V and memory is in N×V buffers.",
+    ),
+}
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| framework | shape | dtype | contender | fwd+bwd ms | × native | extra memory (N×C) |",
-        "|---|---|---|---|---:|---:|---:|",
-    ]
-    for row in rows:
-        head = f"| {row['framework']} | {row['shape'][0]}×{row['shape'][1]} | {row['dtype']} "
-        if "error" in row:
-            lines.append(head + f"| (failed: {row['error']}) | | | |")
-            continue
-        native = row["times"].get(NATIVE[row["framework"]])
-        for name, ms in row["times"].items():
-            ratio = f"{ms / native:.2f}" if native else ""
-            mem = row["memory"].get(name)
-            mem_text = f"{mem:.2f}" if mem is not None else ""
-            lines.append(head + f"| {name} | {ms:.2f} | {ratio} | {mem_text} |")
-    return "\n".join(lines)
+    """One Markdown table per framework, under its heading."""
+    blocks = []
+    for framework in dict.fromkeys(row["framework"] for row in rows):
+        heading, text = SECTIONS[framework]
+        lines = [
+            f"### {heading}",
+            "",
+            text,
+            "",
+            "| shape | dtype | contender | fwd+bwd ms | × native | extra memory (N×C) |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for row in rows:
+            if row["framework"] != framework:
+                continue
+            head = f"| {row['shape'][0]}×{row['shape'][1]} | {row['dtype']} "
+            if "error" in row:
+                lines.append(head + f"| (failed: {row['error']}) | | | |")
+                continue
+            native = row["times"].get(NATIVE[framework])
+            for name, ms in row["times"].items():
+                ratio = f"{ms / native:.2f}" if native else ""
+                mem = row["memory"].get(name)
+                mem_text = f"{mem:.2f}" if mem is not None else ""
+                lines.append(head + f"| {name} | {ms:.2f} | {ratio} | {mem_text} |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def fill(page: str, blocks: dict[str, str]) -> str:
+    """``page`` with the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
+    replaced by ``blocks[NAME]``; a page without the markers gets a fresh layout."""
+    for name, body in blocks.items():
+        start, end = f"<!-- bench:{name} -->\n", f"<!-- /bench:{name} -->"
+        if start not in page or end not in page:
+            return (
+                "# Benchmarks\n\n## Machine\n\n"
+                + "".join(f"<!-- bench:{n} -->\n{b}\n<!-- /bench:{n} -->\n\n" for n, b in
+                          blocks.items())
+            )  # fmt: skip
+        head, rest = page.split(start, 1)
+        page = head + start + body + "\n" + end + rest.split(end, 1)[1]
+    return page
 
 
 def _positive_int(text: str) -> int:
@@ -520,16 +575,12 @@ def main(argv: list[str] | None = None) -> int:
             + (f"; {args.out} left unchanged" if args.out else "")
         )
     if args.out:
-        report = (
-            "# Benchmarks\n\n"
-            f"Machine: {_machine()}.\n\n"
-            "Forward + backward, ε = 0.1, integer labels, mean reduction; median of "
-            f"{args.repeats} samples after warm-up (a sample averages as many calls as "
-            f"fill {MIN_SAMPLE_S * 1e3:g} ms), contenders alternated in one process (the "
-            "first one rotating). Extra "
-            "memory: peak resident memory of one step above the inputs, in N×C buffers "
-            "of the input dtype, one fresh process per case.\n\n" + text + "\n"
+        machine = (
+            f"{_machine()}. Median of {args.repeats} samples after warm-up (a sample averages "
+            f"as many calls as fill {MIN_SAMPLE_S * 1e3:g} ms)."
         )
+        page = Path(args.out).read_text(encoding="utf-8") if Path(args.out).exists() else ""
+        report = fill(page, {"machine": machine, "results": text})
         try:
             with open(args.out, "w", encoding="utf-8") as out:
                 out.write(report)
