@@ -117,7 +117,8 @@ def evaluate(
     mean = spec.reduction == "mean"
     denominator = _mean_denominator(xp, target, work) if mean else None
     # the z-loss is averaged over the kept examples, whatever the class weights
-    z_denominator = _mean_denominator(xp, target, work, weighted=False) if mean else None
+    z_mean = mean and spec.z_loss
+    z_denominator = _mean_denominator(xp, target, work, weighted=False) if z_mean else None
     problem = Problem(
         xp,
         eps,
@@ -164,6 +165,11 @@ def evaluate(
     return Result(value, gradient, d_labels, d_eps, mass, lse_out, curvature)
 
 
+# tf.function's AutoGraph would rewrite the core's Python control flow (and fails to); the core
+# is traced as plain Python over array ops, so it is marked as AutoGraph's own (called as is).
+evaluate.autograph_info__ = frozenset()  # type: ignore[attr-defined]
+
+
 # --- layout -----------------------------------------------------------------------------------
 
 
@@ -193,7 +199,13 @@ class _Layout(NamedTuple):
                 f"the class dimension(s) of {spec.names.logits} must be statically known, "
                 f"got shape {shape}"
             )
-        return cls(shape, axes, math.prod(sizes))
+        k = math.prod(sizes)
+        if k == 0:
+            raise ValueError(
+                f"{spec.names.logits} must have at least one class, got shape {shape} with "
+                f"{spec.names.axis} {spec.axis!r}"
+            )
+        return cls(shape, axes, k)
 
     @property
     def single(self) -> bool:
@@ -358,8 +370,10 @@ def _absent_rows(xp: Any, backend: Backend, mask: Any) -> tuple[Any, Any]:
     broadcast to the batch), or None when no row is absent.
     """
     absent = ~xp.any(mask, axis=-1)
-    if backend.on_host(mask) and not bool(xp.any(absent)):
-        return mask, None  # read on the host: no row is absent
+    if backend.on_host(mask):
+        any_absent = xp.any(absent)  # staged (unreadable) for a concrete mask inside a jit trace
+        if not backend.is_traced(any_absent) and not bool(any_absent):
+            return mask, None  # read on the host: no row is absent
     return mask | xp.expand_dims(absent, axis=-1), absent
 
 
@@ -497,8 +511,7 @@ def _execute(
         z = xp.astype(z, work)
         if ops is not None:
             out = z  # the copy is ours to overwrite
-    elif ops is not None:
-        out = xp.empty_like(z)  # (cheaper to call than empty(shape, dtype, device))
+    # otherwise rows() writes into the array its first subtraction makes (no empty_like call)
     ops = ops or Functional(xp, backend.device)
     result = rows(p, ops, z, target, out, want)
     if result.grad is not None:
@@ -556,14 +569,13 @@ def _blocked(
         parts = list(_pool(ops.threads).map(block, starts))
     else:
         parts = [block(start) for start in starts]
+
     def joined(field: str) -> Any:
         pieces = [getattr(r, field) for r in parts]
         return None if pieces[0] is None else xp.reshape(xp.concat(pieces), batch)
 
     gradient = xp.reshape(gradient, (*batch, k)) if want.grad else None
-    return Rows(
-        joined("loss"), gradient, joined("d_eps"), None, None, joined("z"), joined("lse")
-    )
+    return Rows(joined("loss"), gradient, joined("d_eps"), None, None, joined("z"), joined("lse"))
 
 
 # --- reduction ------------------------------------------------------------------------------------

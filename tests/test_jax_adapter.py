@@ -7,6 +7,7 @@ by JAX autodiff. x64 is enabled by tests/conftest.py.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -26,6 +27,10 @@ from smoothce.jax import (  # noqa: E402
 )
 
 TOL = {jnp.float64: 1e-10, jnp.float32: 2e-5}
+
+# jit for the tests' own derivative programs: one compiled program per case instead of eager
+# JAX compiling every primitive per shape; XLA's backend at -O0 compiles it twice as fast
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 # (logits shape, class axis)
 LAYOUTS = [((6, 7), -1), ((6, 7), 0), ((3, 7, 4), 1), ((7,), 0)]
@@ -146,9 +151,8 @@ def test_matches_optax(shape, axis, form, where_kind, dtype):
     eps = 0.15
     ours = lambda z, y=labels, e=eps: _ours(z, y, e, axis, where, form)  # noqa: E731
     ref = lambda z, y=dense, e=eps: _optax(z, y, e, axis, full)  # noqa: E731
-    safe = lambda z, y=dense, e=eps: _optax_safe(z, y, e, axis, full)  # noqa: E731
 
-    value = ours(logits)
+    value = ours(logits)  # eagerly: the eager path (labels and masks read on the host)
     assert value.dtype == dtype
     assert value.shape == shape[: axis % len(shape)] + shape[axis % len(shape) + 1 :]
     _close(value, ref(logits), tol)
@@ -158,24 +162,44 @@ def test_matches_optax(shape, axis, form, where_kind, dtype):
     rng = np.random.default_rng(1)
     cotangent = jnp.asarray(rng.normal(size=value.shape), dtype)
     direction = jnp.asarray(rng.normal(size=shape), dtype)
-    # reverse mode (transposed JVP) and forward mode, logits
-    _close(jax.vjp(ours, logits)[1](cotangent)[0], jax.vjp(ref, logits)[1](cotangent)[0], tol)
-    _close(jax.jvp(ours, (logits,), (direction,))[1], jax.jvp(ref, (logits,), (direction,))[1], tol)
-    # label_smoothing
-    e0 = jnp.asarray(eps, dtype)
-    d_ours = jax.grad(lambda e: jnp.vdot(cotangent, ours(logits, e=e)))(e0)
-    d_ref = jax.grad(lambda e: jnp.vdot(cotangent, safe(logits, e=e)))(e0)
-    _close(d_ours, d_ref, tol)
-    # probability labels are differentiable, as in optax
-    if form != "integer":
-        d_ours = jax.vjp(lambda y: ours(logits, y=y), labels)[1](cotangent)[0]
-        d_ref = jax.vjp(lambda y: safe(logits, y=y), dense)[1](cotangent)[0]
-        _close(d_ours, d_ref, tol)
-        _close(
-            jax.jvp(lambda y: ours(logits, y=y), (labels,), (direction,))[1],
-            jax.jvp(lambda y: safe(logits, y=y), (dense,), (direction,))[1],
-            tol,
-        )
+
+    @jit
+    def pairs(z, y, q, e, cot, dz):
+        mine = lambda z, y, e: _ours(z, y, e, axis, where, form)  # noqa: E731
+        theirs = lambda z, q, e: _optax(z, q, e, axis, full)  # noqa: E731
+        safe = lambda z, q, e: _optax_safe(z, q, e, axis, full)  # noqa: E731
+        out = {
+            # reverse mode (transposed JVP) and forward mode, logits
+            "vjp": (
+                jax.vjp(lambda z: mine(z, y, e), z)[1](cot)[0],
+                jax.vjp(lambda z: theirs(z, q, e), z)[1](cot)[0],
+            ),
+            "jvp": (
+                jax.jvp(lambda z: mine(z, y, e), (z,), (dz,))[1],
+                jax.jvp(lambda z: theirs(z, q, e), (z,), (dz,))[1],
+            ),
+            "label_smoothing": (
+                jax.grad(lambda e: jnp.vdot(cot, mine(z, y, e)))(e),
+                jax.grad(lambda e: jnp.vdot(cot, safe(z, q, e)))(e),
+            ),
+        }
+        if form != "integer":  # probability labels are differentiable, as in optax
+            out["labels vjp"] = (
+                jax.vjp(lambda y: mine(z, y, e), y)[1](cot)[0],
+                jax.vjp(lambda q: safe(z, q, e), q)[1](cot)[0],
+            )
+            out["labels jvp"] = (
+                jax.jvp(lambda y: mine(z, y, e), (y,), (dz,))[1],
+                jax.jvp(lambda q: safe(z, q, e), (q,), (dz,))[1],
+            )
+        return out
+
+    result = pairs(logits, labels, dense, jnp.asarray(eps, dtype), cotangent, direction)
+    for name, (a, b) in result.items():
+        try:
+            _close(a, b, tol)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from None
 
 
 def test_optax_label_and_eps_derivatives_are_nan_under_a_mask_but_ours_are_not():
@@ -227,27 +251,34 @@ def test_bfloat16_loosely():
     value = ours(low)
     assert value.dtype == jnp.bfloat16
     _close(value, ref(wide), 2e-2)
-    grad = jax.grad(lambda z: ours(z).astype(jnp.float32).sum())(low)
-    assert grad.dtype == jnp.bfloat16
-    _close(grad, jax.grad(lambda z: ref(z).sum())(wide), 1e-2)
-    d_eps = jax.grad(
-        lambda e: (
-            softmax_cross_entropy_with_integer_labels(low, labels, label_smoothing=e, where=where)
-            .astype(jnp.float32)
-            .sum()
-        )
-    )(jnp.asarray(0.1, jnp.bfloat16))
-    expected = jax.grad(lambda e: _optax_safe(wide, dense.astype(jnp.float32), e, -1, full).sum())(
-        jnp.float32(0.1)
-    )
-    _close(d_eps, expected, 2e-2)
-    # dense bf16 labels
     soft = jax.nn.softmax(jnp.asarray(np.random.default_rng(3).normal(size=(8, 33))))
-    _close(
-        softmax_cross_entropy(low, soft.astype(jnp.bfloat16)),
-        _optax(wide, soft.astype(jnp.bfloat16).astype(jnp.float32), 0.1, -1, None),
-        2e-2,
-    )
+    soft = soft.astype(jnp.bfloat16)
+
+    @jit
+    def derivatives(low, wide, e_low, e_wide):
+        def mine_eps(e):
+            value = softmax_cross_entropy_with_integer_labels(
+                low, labels, label_smoothing=e, where=where
+            )
+            return value.astype(jnp.float32).sum()
+
+        theirs_eps = lambda e: _optax_safe(wide, dense.astype(jnp.float32), e, -1, full).sum()  # noqa: E731
+        return {
+            "grad": (
+                jax.grad(lambda z: ours(z).astype(jnp.float32).sum())(low),
+                jax.grad(lambda z: ref(z).sum())(wide),
+            ),
+            "label_smoothing": (jax.grad(mine_eps)(e_low), jax.grad(theirs_eps)(e_wide)),
+            "dense bfloat16 labels": (
+                softmax_cross_entropy(low, soft),
+                _optax(wide, soft.astype(jnp.float32), 0.1, -1, None),
+            ),
+        }
+
+    result = derivatives(low, wide, jnp.asarray(0.1, jnp.bfloat16), jnp.float32(0.1))
+    assert result["grad"][0].dtype == jnp.bfloat16
+    for name, tol in (("grad", 1e-2), ("label_smoothing", 2e-2), ("dense bfloat16 labels", 2e-2)):
+        _close(*result[name], tol)
 
 
 # ---------------------------------------------------------------- higher order
@@ -306,8 +337,12 @@ def test_full_hessian_over_logits_labels_and_eps(where_kind):
         return _optax_safe(z, y, e, -1, full).sum()
 
     args = (logits, labels, jnp.asarray(0.3))
-    h_ours = jax.hessian(ours, argnums=(0, 1, 2))(*args)
-    h_ref = jax.hessian(ref, argnums=(0, 1, 2))(*args)
+    h_ours, h_ref = jit(
+        lambda *a: (
+            jax.hessian(ours, argnums=(0, 1, 2))(*a),
+            jax.hessian(ref, argnums=(0, 1, 2))(*a),
+        )
+    )(*args)
     for i in range(3):
         for j in range(3):
             _close(h_ours[i][j], h_ref[i][j], 1e-10)
@@ -316,16 +351,15 @@ def test_full_hessian_over_logits_labels_and_eps(where_kind):
 
 def test_integer_eps_cross_derivative():
     logits, labels, dense, _, _ = _case((4, 6), -1, "integer", None, jnp.float64)
-    ours = jax.grad(
-        jax.grad(
-            lambda z, e: softmax_cross_entropy_with_integer_labels(
-                z, labels, label_smoothing=e
-            ).sum(),
-            1,
-        )
-    )(logits, 0.3)
-    ref = jax.grad(jax.grad(lambda z, e: _optax(z, dense, e, -1, None).sum(), 1))(logits, 0.3)
-    _close(ours, ref, 1e-12)
+
+    def ours(z, e):
+        return softmax_cross_entropy_with_integer_labels(z, labels, label_smoothing=e).sum()
+
+    def ref(z, e):
+        return _optax(z, dense, e, -1, None).sum()
+
+    both = jit(lambda z, e: [jax.grad(jax.grad(f, 1))(z, e) for f in (ours, ref)])
+    _close(*both(logits, jnp.asarray(0.3)), 1e-12)
 
 
 # ---------------------------------------------------------------- jit, vmap, bad labels
@@ -385,16 +419,30 @@ def test_vmap():
     fn = softmax_cross_entropy_with_integer_labels
     per_row = jax.vmap(lambda z, y, m: fn(z, y, where=m))(logits, labels, where)
     _close(per_row, fn(logits, labels, where=where), 1e-12)
-    grads = jax.vmap(jax.grad(lambda z, y: fn(z, y)))(logits, labels)
-    _close(grads, jax.grad(lambda z: fn(z, labels).sum())(logits), 1e-12)
-    # one ε per example through vmap, differentiated too
-    eps = jnp.linspace(0.0, 0.9, 6)
-    ours = jax.vmap(lambda z, y, e: fn(z, y, label_smoothing=e))(logits, labels, eps)
-    ref = jax.vmap(lambda z, q, e: _optax(z, q, e, -1, None))(logits, dense, eps)
-    _close(ours, ref, 1e-12)
-    d_ours = jax.vmap(jax.grad(lambda e, z, y: fn(z, y, label_smoothing=e)))(eps, logits, labels)
-    d_ref = jax.vmap(jax.grad(lambda e, z, q: _optax(z, q, e, -1, None)))(eps, logits, dense)
-    _close(d_ours, d_ref, 1e-12)
+
+    @jit
+    def pairs(logits, labels, dense, eps):
+        grads = jax.vmap(jax.grad(lambda z, y: fn(z, y)))(logits, labels)
+        return {
+            "grads": (grads, jax.grad(lambda z: fn(z, labels).sum())(logits)),
+            # one ε per example through vmap, differentiated too
+            "per-example ε": (
+                jax.vmap(lambda z, y, e: fn(z, y, label_smoothing=e))(logits, labels, eps),
+                jax.vmap(lambda z, q, e: _optax(z, q, e, -1, None))(logits, dense, eps),
+            ),
+            "d per-example ε": (
+                jax.vmap(jax.grad(lambda e, z, y: fn(z, y, label_smoothing=e)))(
+                    eps, logits, labels
+                ),
+                jax.vmap(jax.grad(lambda e, z, q: _optax(z, q, e, -1, None)))(eps, logits, dense),
+            ),
+        }
+
+    for name, (a, b) in pairs(logits, labels, dense, jnp.linspace(0.0, 0.9, 6)).items():
+        try:
+            _close(a, b, 1e-12)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from None
     # vmap over a batch axis that is not the leading one, with jit on top
     moved = jax.jit(jax.vmap(lambda z, y: fn(z, y), in_axes=(1, 0)))(logits.T, labels)
     _close(moved, fn(logits, labels), 1e-12)

@@ -17,10 +17,12 @@ Hessians. Inputs whose tangent is a symbolic zero (usually ε and the labels) co
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from smoothce.internal import LossSpec, Names, evaluate
 
@@ -37,7 +39,7 @@ NAMES = Names(eps="label_smoothing")
 def softmax_cross_entropy(
     logits: Any,
     labels: Any,
-    axis: int | tuple[int, ...] = -1,
+    axis: int | tuple[int, ...] | None = -1,
     where: Any = None,
     *,
     label_smoothing: Any = 0.1,
@@ -57,11 +59,13 @@ def softmax_cross_entropy(
       logits: floating array with the classes on ``axis``.
       labels: floating array of the logits' shape (probabilities or one-hot rows), or
         broadcastable to it.
-      axis: the class axis, or a tuple of axes flattened into one class axis (optax's).
-      where: optional boolean mask, optax's convention. Of the logits' shape (or broadcastable
-        to it) it masks classes: they leave the softmax and are not counted in K. With one
-        dimension fewer than the logits (the batch shape) it masks whole examples. An example
-        whose classes are all masked gets loss 0 and gradient 0.
+      axis: the class axis, or a tuple of axes flattened into one class axis, or None for
+        all axes (optax's).
+      where: optional boolean mask, optax's convention. With as many dimensions as the logits
+        (broadcastable to them) it masks classes: they leave the softmax and are not counted
+        in K. With fewer dimensions (the batch shape) the class axes are inserted at ``axis``
+        and it masks whole examples. An example whose classes are all masked gets loss 0 and
+        gradient 0.
       label_smoothing: ε in [0, 1] (keyword-only), a number or a scalar array; an array is
         differentiable (``jax.grad`` with respect to it works).
 
@@ -87,6 +91,7 @@ def softmax_cross_entropy_with_integer_labels(
     where: Any = None,
     *,
     label_smoothing: Any = 0.1,
+    check_labels: bool | None = None,
 ) -> jax.Array:
     r"""Label-smoothed softmax cross-entropy with integer class labels, per example.
 
@@ -110,11 +115,16 @@ def softmax_cross_entropy_with_integer_labels(
       where: optional boolean mask as in :func:`softmax_cross_entropy`. A label must not point
         at a masked class.
       label_smoothing: ε in [0, 1] (keyword-only), a number or a scalar array (differentiable).
+      check_labels: when the label values are read and checked (keyword-only, smoothce's own).
+        None: when that costs no device synchronisation (concrete arrays on the CPU); True:
+        on any concrete array (one device-to-host read on an accelerator); False: never.
+        Traced labels (under ``jit``) are never read.
 
     Returns:
       One loss per example: the labels' shape, in the logits' dtype. A label outside [0, K)
-      raises ``ValueError`` on concrete arrays; under ``jit`` (or any tracing) it cannot be
-      checked, and that example's loss and gradient row are NaN instead.
+      (or on a class that ``where`` masks) raises ``ValueError`` when the labels are read;
+      otherwise (under ``jit``, on an accelerator) that example's loss and gradient row are
+      NaN instead.
 
     Example:
       >>> import jax.numpy as jnp, smoothce.jax
@@ -123,11 +133,20 @@ def softmax_cross_entropy_with_integer_labels(
       >>> [round(float(v), 4) for v in loss]
       [0.5137]
     """
-    return _dispatch(logits, labels, axis, where, label_smoothing, integer=True)
+    return _dispatch(
+        logits, labels, axis, where, label_smoothing, integer=True, check_labels=check_labels
+    )
 
 
 def _dispatch(
-    logits: Any, labels: Any, axis: Any, where: Any, eps: Any, *, integer: bool
+    logits: Any,
+    labels: Any,
+    axis: Any,
+    where: Any,
+    eps: Any,
+    *,
+    integer: bool,
+    check_labels: bool | None = None,
 ) -> jax.Array:
     """Convert the arguments, build the spec, then call the differentiable core wrapper."""
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -141,19 +160,25 @@ def _dispatch(
             f"softmax_cross_entropy needs floating (probability) labels, got dtype "
             f"{labels.dtype}; use softmax_cross_entropy_with_integer_labels for class indices"
         )
+    if axis is None and not integer:
+        axis = tuple(range(logits.ndim))  # optax: every axis is a class axis
     if where is not None:
         where = jnp.asarray(where)
-        if where.ndim == logits.ndim - (len(axis) if isinstance(axis, tuple) else 1):
-            # optax's per-example mask: the batch shape; masks whole examples
+        if where.ndim < logits.ndim:
+            # optax's rule: a mask with fewer dimensions gets the class axes inserted (the
+            # batch shape: a per-example mask)
             where = jnp.expand_dims(where, axis)
-    if not isinstance(eps, (int, float, bool, str, bytes)):
-        eps = jnp.asarray(eps)  # a NumPy or JAX scalar: a (differentiable) array
-    spec = LossSpec(eps, axis, where=where, reduction="none", names=NAMES)
-    if isinstance(spec.eps, float):
-        # a checked Python ε as a constant array: XLA on CPU fuses the kernel worse around
-        # weakly typed Python constants (measured 1.5× slower at 8192×1000 float32)
+    if not isinstance(eps, (numbers.Number, str, bytes, np.generic, np.ndarray)):
+        eps = jnp.asarray(eps)  # a JAX scalar (or array-like): differentiable
+    spec = LossSpec(
+        eps, axis, where=where, reduction="none", check_labels=check_labels, names=NAMES
+    )
+    if not isinstance(spec.eps, jax.Array):
+        # a number, or NumPy host data checked when the spec was made: a constant array in
+        # the accumulation dtype. XLA on CPU fuses the kernel worse around weakly typed
+        # Python constants (measured 1.5× slower at 8192×1000 float32)
         dtype = jnp.promote_types(logits.dtype, jnp.float32)
-        spec = spec.join((jnp.asarray(spec.eps, dtype=dtype), None, None))
+        spec = spec.join((jnp.asarray(float(spec.eps), dtype=dtype), None, None))
     static, (eps, _, where) = spec.split()
     return _per_example(static, logits, labels, eps, where)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -33,6 +34,15 @@ class JaxBackend(Backend):
     def on_host(self, x: Any) -> bool:
         return not self.is_traced(x) and all(d.platform == "cpu" for d in x.devices())
 
+    def extremes(self, xp: Any, x: Any) -> tuple[Any, Any]:
+        """``(min(x), max(x))`` from one compiled reduction and one device-to-host read (as
+        Python numbers); staged 0-d tracers when a trace in progress stages the reduction."""
+        both = _min_max(x)
+        if self.is_traced(both):
+            return both[0], both[1]
+        low, high = both.tolist()
+        return low, high
+
     def uniform(self, xp: Any, shape: tuple[int, ...], rng: Any, like: Any) -> Any:
         import jax
 
@@ -41,3 +51,15 @@ class JaxBackend(Backend):
                 "JAX has no global random state: pass rng=jax.random.key(...) or draws=..."
             )
         return jax.random.uniform(rng, shape)
+
+
+@functools.cache
+def _compiled_min_max() -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    return jax.jit(lambda x: jnp.stack((jnp.min(x), jnp.max(x))))
+
+
+def _min_max(x: Any) -> Any:
+    return _compiled_min_max()(x)
