@@ -75,3 +75,33 @@ def test_label_smoothing_must_be_a_number():
     h, w, _, y, _ = _inputs()
     with pytest.raises(TypeError, match="label_smoothing"):
         fused(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), label_smoothing=jnp.asarray(0.1))
+
+
+@pytest.mark.parametrize("integer", [True, False])
+def test_z_loss_and_softcap_keywords_with_hessians(integer):
+    """The optax-style functions take z_loss and softcap; values, gradients and Hessians follow
+    the reference (second order: JAX differentiates the core's own derivative)."""
+    from smoothce.jax import softmax_cross_entropy, softmax_cross_entropy_with_integer_labels
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 5)) * 3
+    labels = rng.integers(0, 5, size=4) if integer else rng.dirichlet(np.ones(5), size=4)
+    fn = softmax_cross_entropy_with_integer_labels if integer else softmax_cross_entropy
+
+    def total(z):
+        return fn(z, jnp.asarray(labels), label_smoothing=0.1, z_loss=1e-2, softcap=4.0).sum()
+
+    want, g = reference(logits, labels, 0.1, reduction="sum", z_loss=1e-2, softcap=4.0)
+    np.testing.assert_allclose(float(total(jnp.asarray(logits))), want, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(jax.grad(total)(jnp.asarray(logits))), g, rtol=1e-9)
+    hess = np.asarray(jax.hessian(total)(jnp.asarray(logits)))
+    step = 1e-5
+    numeric = np.zeros_like(hess)
+    for i in np.ndindex(*logits.shape):
+        up, down = logits.copy(), logits.copy()
+        up[i] += step
+        down[i] -= step
+        _, g_up = reference(up, labels, 0.1, reduction="sum", z_loss=1e-2, softcap=4.0)
+        _, g_down = reference(down, labels, 0.1, reduction="sum", z_loss=1e-2, softcap=4.0)
+        numeric[(..., *i)] = (g_up - g_down) / (2 * step)
+    np.testing.assert_allclose(hess, numeric, rtol=1e-5, atol=1e-7)

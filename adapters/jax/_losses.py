@@ -43,6 +43,8 @@ def softmax_cross_entropy(
     where: Any = None,
     *,
     label_smoothing: Any = 0.1,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> jax.Array:
     r"""Label-smoothed softmax cross-entropy with probability (or one-hot) labels, per example.
 
@@ -68,6 +70,8 @@ def softmax_cross_entropy(
         gradient 0.
       label_smoothing: ε in [0, 1] (keyword-only), a number or a scalar array; an array is
         differentiable (``jax.grad`` with respect to it works).
+      z_loss: λ ≥ 0 (keyword-only): adds λ·lse² to each example's loss (PaLM's z-loss).
+      softcap: c > 0 (keyword-only): the logits become c·tanh(z/c) first (Gemma 2).
 
     Returns:
       One loss per example: the logits' shape without ``axis``, in the logits' dtype.
@@ -81,7 +85,9 @@ def softmax_cross_entropy(
       >>> [round(float(v), 4) for v in loss]
       [0.5137]
     """
-    return _dispatch(logits, labels, axis, where, label_smoothing, integer=False)
+    return _dispatch(
+        logits, labels, axis, where, label_smoothing, integer=False, terms=(z_loss, softcap)
+    )
 
 
 def softmax_cross_entropy_with_integer_labels(
@@ -92,6 +98,8 @@ def softmax_cross_entropy_with_integer_labels(
     *,
     label_smoothing: Any = 0.1,
     check_labels: bool | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> jax.Array:
     r"""Label-smoothed softmax cross-entropy with integer class labels, per example.
 
@@ -115,6 +123,8 @@ def softmax_cross_entropy_with_integer_labels(
       where: optional boolean mask as in :func:`softmax_cross_entropy`. A label must not point
         at a masked class.
       label_smoothing: ε in [0, 1] (keyword-only), a number or a scalar array (differentiable).
+      z_loss: λ ≥ 0 (keyword-only): adds λ·lse² to each example's loss (PaLM's z-loss).
+      softcap: c > 0 (keyword-only): the logits become c·tanh(z/c) first (Gemma 2).
       check_labels: when the label values are read and checked (keyword-only, smoothce's own).
         None: when that costs no device synchronisation (concrete arrays on the CPU); True:
         on any concrete array (one device-to-host read on an accelerator); False: never.
@@ -134,7 +144,14 @@ def softmax_cross_entropy_with_integer_labels(
       [0.5137]
     """
     return _dispatch(
-        logits, labels, axis, where, label_smoothing, integer=True, check_labels=check_labels
+        logits,
+        labels,
+        axis,
+        where,
+        label_smoothing,
+        integer=True,
+        check_labels=check_labels,
+        terms=(z_loss, softcap),
     )
 
 
@@ -147,6 +164,7 @@ def _dispatch(
     *,
     integer: bool,
     check_labels: bool | None = None,
+    terms: tuple[Any, Any] = (0.0, None),
 ) -> jax.Array:
     """Convert the arguments, build the spec, then call the differentiable core wrapper."""
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -171,7 +189,14 @@ def _dispatch(
     if not isinstance(eps, (numbers.Number, str, bytes, np.generic, np.ndarray)):
         eps = jnp.asarray(eps)  # a JAX scalar (or array-like): differentiable
     spec = LossSpec(
-        eps, axis, where=where, reduction="none", check_labels=check_labels, names=NAMES
+        eps,
+        axis,
+        where=where,
+        reduction="none",
+        check_labels=check_labels,
+        names=NAMES,
+        z_loss=terms[0],
+        softcap=terms[1],
     )
     if not isinstance(spec.eps, jax.Array):
         # a number, or NumPy host data checked when the spec was made: a constant array in
