@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from smoothce.internal import LossSpec, Names
+from smoothce.internal import LossSpec, Names, evaluate
 
 from ._errors import native_errors
 from ._function import class_dim, smooth_cross_entropy
@@ -29,6 +29,8 @@ def _autocast_enabled(device_type: str) -> bool:
         if device_type == "cpu":
             return torch.is_autocast_cpu_enabled()
         return device_type == "cuda" and torch.is_autocast_enabled()
+    except RuntimeError:  # a device type without autocast (meta): never on
+        return False
 
 
 def _autocast(
@@ -78,6 +80,8 @@ def cross_entropy(
     label_smoothing: float | torch.Tensor = 0.1,
     *,
     overwrite_input: bool = False,
+    check_labels: bool | None = None,
+    compiled: bool = False,
 ) -> torch.Tensor:
     r"""Label-smoothed cross-entropy between logits and targets, a drop-in for ``F.cross_entropy``.
 
@@ -112,7 +116,20 @@ def cross_entropy(
         then holds the gradient, not the logits. Raises ``ValueError`` for a tensor that is,
         or is a view of, a leaf that requires grad (a parameter), or when the class dimension
         is not last and contiguous ((N, C) input); if another autograd node saved the logits,
-        its backward raises torch's in-place error.
+        its backward raises torch's in-place error. Inside ``torch.compile`` it changes no
+        value and writes nothing (Inductor plans the buffers itself).
+      check_labels: keyword-only; whether index targets are read and checked eagerly. None
+        (default): when that needs no device synchronisation (CPU tensors outside tracing),
+        so a bad target raises there and gives a NaN loss and gradient row elsewhere (on
+        accelerators, under ``torch.compile`` and ``torch.func``); True: always, at the cost
+        of one synchronisation on an accelerator (traced code still cannot read); False:
+        never.
+      compiled: keyword-only; run the core (the same array-API code) through
+        ``torch.compile(fullgraph=True)``, compiled once per argument combination, so that
+        Inductor fuses it into a few kernels: for accelerators. Backward stays one
+        multiplication. Labels are then checked as ``check_labels`` says, by looking again
+        eagerly when the compiled loss is NaN. Inside ``torch.compile`` or ``torch.func``
+        transforms the core runs as it would without the flag.
 
     Returns:
       The loss: a scalar, or one value per example for ``reduction="none"``. Differentiable
@@ -136,14 +153,22 @@ def cross_entropy(
             f"{type(target).__name__}"
         )
     reduction = legacy_reduction(size_average, reduce, reduction)
-    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
+    # PyTorch differentiates weight for probability targets only; smoothce's autograd node
+    # has no weight gradient, so such a call is differentiated through the core's array ops
+    weight_grad = weight is not None and weight.requires_grad and torch.is_grad_enabled()
+    if weight_grad and not target.is_floating_point():
         raise NotImplementedError(
-            "cross_entropy is not differentiable with respect to weight (as in PyTorch); "
-            "pass weight.detach()"
+            "cross_entropy is not differentiable with respect to weight for class-index "
+            "targets (as in PyTorch); pass weight.detach()"
         )
     input, target, weight = _autocast(input, target, weight)
 
     if target.is_floating_point():
+        if target.shape != input.shape:  # the core would broadcast; PyTorch does not
+            raise ValueError(
+                f"probability targets must have the input's shape {tuple(input.shape)}, got "
+                f"{tuple(target.shape)}"
+            )
         if ignore_index >= 0:
             raise ValueError(
                 f"ignore_index={ignore_index} is not supported for probability targets "
@@ -168,6 +193,17 @@ def cross_entropy(
             raise TypeError(f"weight dtype {weight.dtype} differs from input dtype {input.dtype}")
         core_ignore = ignore_index
 
+    if not isinstance(compiled, bool):
+        raise TypeError(f"compiled must be True or False, got {compiled!r}")
+    if overwrite_input is True and torch.compiler.is_compiling():
+        # traced code writes nothing in place (Inductor plans the buffers): the flag changes
+        # no value, but what eager code refuses is refused here too
+        if input.is_leaf and input.requires_grad:
+            raise ValueError(
+                "overwrite_input=True cannot write into input: it is a leaf tensor that "
+                "requires grad, such as a parameter"
+            )
+        overwrite_input = False
     spec = LossSpec(
         label_smoothing,
         class_dim(input),
@@ -176,8 +212,11 @@ def cross_entropy(
         None,
         reduction,
         overwrite=overwrite_input,
+        check_labels=check_labels,
         names=NAMES,
     )
+    if weight_grad:  # torch autograd records the core's out-of-place path
+        return evaluate(spec, input, target).value
     static, (eps, weight, _) = spec.split()
-    value, _, _ = smooth_cross_entropy().apply(input, target, static, eps, weight)
+    value, _, _ = smooth_cross_entropy().apply(input, target, static, eps, weight, compiled)
     return value

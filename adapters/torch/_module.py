@@ -29,6 +29,10 @@ class CrossEntropyLoss(nn.Module):
       reduce: deprecated (PyTorch's legacy flag, mapped onto ``reduction``).
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
       label_smoothing: ε in [0, 1]; default 0.1.
+      check_labels: keyword-only, as in :func:`cross_entropy`: whether target values are read
+        and checked (None: when that needs no device synchronisation).
+      compiled: keyword-only, as in :func:`cross_entropy`: run the core through
+        ``torch.compile``.
 
     Example:
       >>> import torch, smoothce.torch
@@ -47,12 +51,17 @@ class CrossEntropyLoss(nn.Module):
         reduce: bool | None = None,
         reduction: str = "mean",
         label_smoothing: float = 0.1,
+        *,
+        check_labels: bool | None = None,
+        compiled: bool = False,
     ) -> None:
         super().__init__()
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = legacy_reduction(size_average, reduce, reduction)
         self.label_smoothing = label_smoothing
+        self.check_labels = check_labels
+        self.compiled = compiled
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return cross_entropy(
@@ -62,10 +71,17 @@ class CrossEntropyLoss(nn.Module):
             ignore_index=self.ignore_index,
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
+            check_labels=self.check_labels,
+            compiled=self.compiled,
         )
 
     def extra_repr(self) -> str:
+        extra = ""
+        if self.check_labels is not None:
+            extra += f", check_labels={self.check_labels}"
+        if self.compiled:
+            extra += ", compiled=True"
         return (
             f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
-            f"label_smoothing={self.label_smoothing}"
+            f"label_smoothing={self.label_smoothing}{extra}"
         )

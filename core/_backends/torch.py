@@ -6,6 +6,7 @@ Nothing here imports torch at module level: a tensor can only exist once the use
 from __future__ import annotations
 
 import sys
+import types
 from typing import Any
 
 from ._base import Backend
@@ -31,8 +32,10 @@ class TorchInPlace(InPlace):
             return g.scatter_(-1, label, values, reduce="add")
         values = self.lib.as_tensor(values, dtype=g.dtype, device=g.device)
         if values.dim() > 0:
-            values = values.unsqueeze(-1)
-        return g.scatter_add_(-1, label, values.expand(label.shape))
+            values = values.unsqueeze(-1)  # one per row: already the label's shape
+        if values.shape != label.shape:
+            values = values.expand(label.shape)
+        return g.scatter_add_(-1, label, values)
 
     def on_cpu(self, a: Any) -> bool:
         return a.device.type == "cpu"
@@ -59,11 +62,16 @@ class TorchBackend(Backend):
         return torch is not None and isinstance(x, torch.Tensor)
 
     def namespace(self, x: Any) -> Any:
-        if self._xp is None:
-            import array_api_compat.torch
+        xp = self._xp
+        if xp is None:
+            import torch
 
-            self._xp = array_api_compat.torch
-        return self._xp
+            if torch.compiler.is_compiling():  # dynamo cannot build a module; next eager call
+                import array_api_compat.torch
+
+                return array_api_compat.torch
+            xp = self._xp = _namespace()
+        return xp
 
     def device(self, x: Any) -> Any:
         return x.device
@@ -113,6 +121,12 @@ class TorchBackend(Backend):
             isinstance(t, torch.Tensor) and t.requires_grad for t in (x, *operands)
         ):
             return None
+        # nor by vmap: an operand batched by torch.func (ε or the labels alone) makes the
+        # results batched, which out= buffers of the logits' shape cannot hold
+        if torch._C._are_functorch_transforms_active():
+            wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+            if any(isinstance(t, torch.Tensor) and wrapped(t) for t in operands):
+                return None
         cpu = x.device.type == "cpu"
         ops = self._ops.get(cpu)
         if ops is None:
@@ -141,3 +155,52 @@ class TorchBackend(Backend):
                 f"for torch, rng must be a torch.Generator or None, got {type(rng).__name__}"
             )
         return torch.rand(shape, generator=rng, device=like.device)
+
+
+def _namespace() -> Any:
+    """array-api-compat's torch namespace with a ``take_along_axis`` and a ``clip`` that
+    compile well.
+
+    array-api-compat's goes through ``torch.take_along_dim``, whose broadcasting makes
+    torch.compile specialise on the batch size (every new batch size recompiled, even with
+    ``dynamic=True``), and remaps negative indices with one more op. The core passes indices
+    in range only, so ``torch.gather`` on operands expanded to a common shape does the same.
+    """
+    import array_api_compat.torch as compat
+    import torch
+
+    def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
+        if x.ndim != indices.ndim:
+            return compat.take_along_axis(x, indices, axis=axis)
+        axis %= x.ndim
+        pairs = list(enumerate(zip(x.shape, indices.shape, strict=True)))
+        x_shape = [b if d != axis and a == 1 else a for d, (a, b) in pairs]
+        i_shape = [a if d != axis and b == 1 else b for d, (a, b) in pairs]
+        if x_shape != list(x.shape):
+            x = x.expand(x_shape)
+        if i_shape != list(indices.shape):
+            indices = indices.expand(i_shape)
+        return torch.gather(x, axis, indices)
+
+    def clip(x: Any, /, min: Any = None, max: Any = None, **kwargs: Any) -> Any:
+        # array-api-compat asks math.isnan of the bounds, which torch.compile cannot trace
+        # for a symbolic integer (the class count with a dynamic class dimension); integer
+        # arrays with integer bounds need none of its special cases
+        integers = not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+        bounds = (min, max)
+        if (
+            integers
+            and not kwargs
+            and bounds != (None, None)
+            and not any(isinstance(b, (float, torch.Tensor)) for b in bounds)
+        ):
+            return torch.clamp(x, min, max)
+        return compat.clip(x, min, max, **kwargs)
+
+    namespace = types.ModuleType("smoothce._backends.torch.namespace", compat.__doc__)
+    namespace.__dict__.update(
+        {k: v for k, v in vars(compat).items() if not k.startswith("__") or k.startswith("__array")}
+    )
+    namespace.take_along_axis = take_along_axis  # type: ignore[attr-defined]
+    namespace.clip = clip  # type: ignore[attr-defined]
+    return namespace

@@ -102,8 +102,8 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
     """Per-example losses of one block of rows and the derivatives in ``want``.
 
     ``z`` (..., K) and ``target`` (a strategy sliced to the same rows) are one block; ``ops``
-    may write into ``out`` (same shape and dtype as ``z``, possibly ``z`` itself), which then
-    holds the gradient, scaled by ``p.scale``.
+    may write into ``out`` (same shape and dtype as ``z``, possibly ``z`` itself; None: the
+    array ``z − max`` makes), which then holds the gradient, scaled by ``p.scale``.
     """
     xp, mask, w = p.xp, p.mask, p.weight
     k = z.shape[-1]
@@ -115,6 +115,8 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
         z = xp.where(mask, z, -xp.inf)  # masked classes leave the softmax...
     m = xp.max(z, axis=-1, keepdims=True)
     u = ops.subtract(z, m, out)
+    if out is None:
+        out = u  # a new array: in-place ops may write the later steps into it
     if mask is not None:
         fmask = xp.astype(mask, u.dtype)
         w = fmask if w is None else w * fmask
@@ -137,19 +139,22 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
 
     ok = _row_checks(p, shifted, target.valid)
     keep = target.keep
-    loss = _finish(xp, loss, ok, keep)
+    # computed once, shared by every per-row result (the whole-array path counts its ops)
+    bad = None if ok is None else xp.where(ok, xp.ones_like(log_s), xp.nan)  # 1, or NaN
+    kept = None if keep is None else keep > 0
+    loss = _finish(xp, loss, bad, kept)
     lse = z_part = None
     if p.z_loss or want.lse:
         lse = m[..., 0] + log_s  # over the unmasked classes
     if p.z_loss:
-        z_part = _finish(xp, p.z_loss * (lse * lse), ok, keep)
+        z_part = _finish(xp, p.z_loss * (lse * lse), bad, kept)
     d_eps = d_labels = None
     if want.eps:
-        d_eps = _finish(xp, _eps_slope(p, shifted, terms, log_s), ok, keep)
+        d_eps = _finish(xp, _eps_slope(p, shifted, terms, log_s), bad, kept)
     if want.labels:
         d_labels = target.label_slope(p, shifted, log_s)
         if ok is not None or keep is not None:
-            d_labels = d_labels * _col(xp, _finish(xp, xp.ones_like(log_s), ok, keep))
+            d_labels = d_labels * _col(xp, _finish(xp, xp.ones_like(log_s), bad, kept))
     if not (want.grad or want.target):
         return Rows(loss, None, d_eps, d_labels, None, z_part, lse)
 
@@ -157,22 +162,22 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
     if keep is not None:
         # absent rows get exactly 0, as in PyTorch, also when every row is absent and
         # "mean" made the scale 1/0 (0·inf would be NaN)
-        scale = xp.where(keep > 0, xp.ones_like(keep) * scale, 0.0)
+        scale = xp.where(kept, keep * scale, 0.0)
     mass = None
     if want.target:  # s·t, formed by the same code that subtracts it from the gradient
         zero = xp.zeros_like(e)
         mass = -target.subtract_target(p, ops, zero, shifted, terms, scale, None)
         if not want.grad:
             return Rows(loss, None, d_eps, d_labels, mass, z_part, lse)
-    coef = terms.mass * scale
+    coef = scale if _is_one(terms.mass) else terms.mass * scale
     if p.z_loss:  # ∂(λ·lse²)/∂z = 2λ·lse·p, scaled by its own reduction
         z_scale = p.z_scale
         if keep is not None:
-            z_scale = xp.where(keep > 0, xp.ones_like(keep) * z_scale, 0.0)
+            z_scale = xp.where(kept, keep * z_scale, 0.0)
         coef = coef + (2 * p.z_loss) * lse * z_scale
     coef = coef / s  # mass and scale are often Python floats: one array op
-    if ok is not None:
-        coef = xp.where(ok, coef, xp.nan)
+    if bad is not None:
+        coef = coef * bad
     g = ops.multiply(e, _col(xp, coef), out)  # T·p
     g = target.subtract_target(p, ops, g, shifted, terms, scale, out)  # − t
     if capped is not None:  # the chain rule through the cap: dz'/dz = 1 − tanh²(z/c)
@@ -193,16 +198,17 @@ def _row_checks(p: Problem, shifted: Shifted, valid: Any) -> Any:
     return ok
 
 
-def _finish(xp: Any, per_row: Any, ok: Any, keep: Any) -> Any:
-    """NaN where a row is invalid, 0 where it is absent (ignored or fully masked).
+def _finish(xp: Any, per_row: Any, bad: Any, kept: Any) -> Any:
+    """NaN where a row is invalid (``bad``: 1, or NaN there), 0 where it is absent (``kept``
+    False: ignored or fully masked).
 
     The NaN is a factor, not a ``where``, so that autodiff through the core (jax.grad of
     ``smoothce.loss``, torch autograd, tf.GradientTape) gives that row a NaN gradient too.
     """
-    if ok is not None:
-        per_row = per_row * xp.where(ok, xp.ones_like(per_row), xp.nan)
-    if keep is not None:
-        per_row = xp.where(keep > 0, per_row, 0.0)
+    if bad is not None:
+        per_row = per_row * bad
+    if kept is not None:
+        per_row = xp.where(kept, per_row, 0.0)
     return per_row
 
 
