@@ -66,6 +66,11 @@ def evaluate_linear(
 
     `upstream` (for `reduction="none"`: one value per example, else a scalar) multiplies
     the gradients as the chain rule does; `None` means 1.
+
+    With `spec.shard` (vocab parallelism), `linear_weight` and `linear_bias` hold this shard's
+    rows of the classifier and `hidden` is the same on every shard: the loss is the global
+    one, the weight and bias gradients this shard's, and `d_hidden` this shard's part of the
+    sum over shards (the caller adds the parts, one all-reduce).
     """
     names = spec.names
     if spec.where is not None:
@@ -110,8 +115,13 @@ def evaluate_linear(
         )
     if not integer and spec.ignore_index is not None:
         raise ValueError(f"{names.ignore_index} applies to integer {names.labels} only")
-    if spec.others and v < 2:
-        raise ValueError(f"{names.spread}='others' needs at least 2 classes, got K={v}")
+    shard = spec.shard
+    offset = total = None
+    if shard is not None:
+        offset, total = shard.offset(v), shard.classes(v)
+    k_all = v if shard is None else total
+    if spec.others and isinstance(k_all, int) and k_all < 2:
+        raise ValueError(f"{names.spread}='others' needs at least 2 classes, got K={k_all}")
 
     h2 = xp.reshape(hidden, (n, h))
     w_row = None
@@ -125,15 +135,28 @@ def evaluate_linear(
     eps, eps_unread = eps_value(spec, backend, xp, work)
     if integer:
         flat = xp.reshape(labels, (n,))
-        checked, ignore = _check_label_values(backend, xp, flat, v, spec, None, None)
+        checked, ignore = _check_label_values(backend, xp, flat, k_all, spec, None, None)
         flat = xp.astype(flat, backend.index_dtype(xp, flat), copy=False)
         target: Any = IndexTarget.prepare(
-            xp, flat, v, work, weight=w_row, ignore_index=ignore, checked=checked
+            xp,
+            flat,
+            v,
+            work,
+            weight=w_row,
+            ignore_index=ignore,
+            checked=checked and shard is None,
+            offset=offset,
+            total=total,
+            nan=math.nan if checked else backend.constant(xp, math.nan, work, flat),
         )
     else:
-        target = DenseTarget(xp.astype(xp.reshape(labels, (n, v)), work, copy=False))
+        target = DenseTarget.prepare(
+            xp, xp.astype(xp.reshape(labels, (n, v)), work, copy=False), work
+        )
     mean = spec.reduction == "mean"
-    denominator = _mean_denominator(xp, target, work) if mean else None
+    # sharded and weighted: each example's weight lives on its label's shard (as in _run)
+    late = mean and shard is not None and integer and w_row is not None
+    denominator = _mean_denominator(xp, target, work) if mean and not late else None
     z_denominator = _mean_denominator(xp, target, work, weighted=False) if mean else None
     problem = Problem(
         xp,
@@ -146,6 +169,7 @@ def evaluate_linear(
         spec.z_loss,
         _inverse(z_denominator),
         spec.softcap,
+        shard,
     )
     want = Want(grad=grad, lse=lse)
 
@@ -157,7 +181,7 @@ def evaluate_linear(
     b_work = None if linear_bias is None else xp.astype(linear_bias, work, copy=False)
     accumulate = xp.float64 if work == xp.float64 else xp.float32
     d_w = d_b = None
-    losses, z_parts, lses, d_hidden = [], [], [], []
+    losses, z_parts, lses, d_hidden, shares = [], [], [], [], []
     for start in range(0, n, step):
         stop = min(start + step, n)
         h_chunk = xp.astype(h2[start:stop, ...], work, copy=False)
@@ -166,7 +190,7 @@ def evaluate_linear(
             z = z + b_work
         part = target.map(lambda t, a=start, b=stop: t[a:b, ...])
         ops = None if traced else backend.inplace_ops(xp, z, (hidden, linear_weight, labels))
-        if ops is not None and ops.block_elements is not None:
+        if ops is not None and ops.block_elements is not None and shard is None:
             result = _blocked(problem, ops, z, part, want, grad, work, backend.device(z))
         else:
             out = z if ops is not None and grad else None
@@ -176,6 +200,8 @@ def evaluate_linear(
             z_parts.append(result.z)
         if result.lse is not None:
             lses.append(result.lse)
+        if late:
+            shares.append(result.target_w)
         if not grad:
             continue
         g = result.grad
@@ -189,12 +215,15 @@ def evaluate_linear(
             db = xp.sum(g_acc, axis=0)
             d_b = db if d_b is None else d_b + db
 
-    loss = _join(xp, losses, n)
-    value = _reduce(xp, xp.reshape(loss, batch), spec.reduction, denominator)
+    loss = _join(xp, losses, n)  # columns (n, 1)
+    if late:
+        keep = 1.0 if target.kept is None else xp.astype(target.kept, work)
+        denominator = xp.sum(_join(xp, shares, n) * keep)
+    value = _reduce(xp, loss, spec.reduction, denominator)
     if z_parts:
-        value = value + _reduce(
-            xp, xp.reshape(_join(xp, z_parts, n), batch), spec.reduction, z_denominator
-        )
+        value = value + _reduce(xp, _join(xp, z_parts, n), spec.reduction, z_denominator)
+    if spec.reduction == "none":
+        value = xp.reshape(value, batch)
     value = xp.astype(value, dtype, copy=False)
     lse_out = None if not lses else xp.reshape(_join(xp, lses, n), batch)
     if not grad:
@@ -224,5 +253,5 @@ def _join(
     device: Any = None,
 ) -> Any:  # fmt: skip
     if not parts:
-        return xp.zeros(empty, dtype=dtype, device=device)
+        return xp.zeros(empty if len(empty) > 1 else (0, 1), dtype=dtype, device=device)
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)

@@ -85,8 +85,17 @@ def evaluate(
     if spec.weight is not None:
         w = layout.weight_row(xp, spec.weight, work, names.weight)
     eps, eps_unread = eps_value(spec, backend, xp, work)
-    if spec.others and k < 2:
-        raise ValueError(f"{names.spread}='others' needs at least 2 classes, got K={k}")
+    shard = spec.shard
+    offset = total = None
+    if shard is not None:
+        if mask is not None or spec.probabilities is not None or spec.overwrite:
+            raise ValueError(
+                "class-sharded logits take no class mask (where), probabilities or overwrite"
+            )
+        offset, total = shard.offset(k), shard.classes(k)
+    k_all = k if shard is None else total
+    if spec.others and isinstance(k_all, int) and k_all < 2:
+        raise ValueError(f"{names.spread}='others' needs at least 2 classes, got K={k_all}")
 
     if spec.probabilities is not None:
         z, chain = _from_probabilities(xp, z, spec.probabilities, work)
@@ -94,7 +103,7 @@ def evaluate(
         batch_array = labels if integer else z[..., 0]
         absent = xp.zeros_like(batch_array, dtype=xp.bool) | absent
     if integer:
-        checked, ignore = _check_label_values(backend, xp, labels, k, spec, mask, absent)
+        checked, ignore = _check_label_values(backend, xp, labels, k_all, spec, mask, absent)
         labels = xp.astype(labels, backend.index_dtype(xp, labels), copy=False)
         target: Any = IndexTarget.prepare(
             xp,
@@ -105,17 +114,22 @@ def evaluate(
             mask=mask,
             ignore_index=ignore,
             absent=absent,
-            checked=checked,
+            checked=checked and shard is None,
+            offset=offset,
+            total=total,
+            nan=math.nan if checked else backend.constant(xp, math.nan, work, labels),
         )
     else:
         y = xp.astype(layout.to_rows(xp, _broadcast(xp, labels, logits)), work, copy=False)
-        keep = None if absent is None else xp.astype(~absent, work)
-        target = DenseTarget(y, keep)
+        target = DenseTarget.prepare(xp, y, work, absent)
     if spec.others and mask is not None:
         _check_two_classes(backend, xp, mask, absent, names.spread)
 
     mean = spec.reduction == "mean"
-    denominator = _mean_denominator(xp, target, work) if mean else None
+    # sharded classes with weights: each example's weight lives on the shard of its label, so
+    # the "mean" denominator comes out of the kernel's combined sums (and scales afterwards)
+    late = mean and shard is not None and integer and w is not None
+    denominator = _mean_denominator(xp, target, work) if mean and not late else None
     # the z-loss is averaged over the kept examples, whatever the class weights
     z_mean = mean and spec.z_loss
     z_denominator = _mean_denominator(xp, target, work, weighted=False) if z_mean else None
@@ -130,6 +144,7 @@ def evaluate(
         spec.z_loss,
         _inverse(z_denominator),
         spec.softcap,
+        shard,
     )
     want = Want(grad, grad_eps, grad_labels, target_mass, lse)
     if spec.overwrite and not integer and backend.shares_memory(labels, logits):
@@ -139,6 +154,11 @@ def evaluate(
         )
     operands = (logits, labels, spec.weight, eps)
     out = _execute(backend, xp, problem, z, target, want, spec, dtype, work, operands)
+    if late:
+        keep = 1.0 if target.kept is None else xp.astype(target.kept, work)
+        denominator = xp.sum(out.target_w * keep)
+        if out.grad is not None:
+            out = out._replace(grad=out.grad * _inverse(denominator))
 
     value = _reduce(xp, out.loss, spec.reduction, denominator)
     if out.z is not None:
@@ -146,6 +166,9 @@ def evaluate(
     d_eps = None
     if grad_eps:
         d_eps = xp.astype(_reduce(xp, out.d_eps, spec.reduction, denominator), dtype, copy=False)
+    if spec.reduction == "none":  # per-example columns: the labels' batch shape
+        value = value[..., 0]
+        d_eps = None if d_eps is None else d_eps[..., 0]
     gradient = out.grad
     if gradient is not None and spec.probabilities is not None:
         gradient = chain(gradient)
@@ -160,7 +183,7 @@ def evaluate(
     if out.target is not None:
         mass = layout.from_rows(xp, xp.astype(out.target, dtype, copy=False))
         curvature = 2 * spec.z_loss * problem.z_scale
-    lse_out = None if out.lse is None else xp.astype(out.lse, dtype, copy=False)
+    lse_out = None if out.lse is None else xp.astype(out.lse[..., 0], dtype, copy=False)
     value = xp.astype(value, dtype, copy=False)
     return Result(value, gradient, d_labels, d_eps, mass, lse_out, curvature)
 
@@ -498,7 +521,7 @@ def _execute(
                 f"does not require grad, with the class axis last; {spec.names.logits} of type "
                 f"{type(z).__module__}.{type(z).__name__}: {refusal}"
             )
-    if ops is not None and row_free_mask:
+    if ops is not None and row_free_mask and p.shard is None:
         size, block = math.prod(tuple(z.shape)), ops.block_elements
         if size > 0 and (spec.overwrite or (block is not None and size > block)):
             return _blocked(p, ops, z, target, want, spec.overwrite, work, backend.device(z))
@@ -572,7 +595,7 @@ def _blocked(
 
     def joined(field: str) -> Any:
         pieces = [getattr(r, field) for r in parts]
-        return None if pieces[0] is None else xp.reshape(xp.concat(pieces), batch)
+        return None if pieces[0] is None else xp.reshape(xp.concat(pieces), (*batch, 1))
 
     gradient = xp.reshape(gradient, (*batch, k)) if want.grad else None
     return Rows(joined("loss"), gradient, joined("d_eps"), None, None, joined("z"), joined("lse"))
@@ -583,23 +606,25 @@ def _blocked(
 
 def _inverse(denominator: Any) -> Any:
     """The gradient's scale for a "mean" denominator (1 without one). An empty batch gives
-    the Python int 0: scale NaN as in PyTorch, no ZeroDivisionError."""
+    the Python int 0: scale NaN as in PyTorch, no ZeroDivisionError. An array denominator
+    of 0 (every example ignored) gives a finite scale, which the absent rows' factor 0 then
+    turns into an exact 0 gradient (the loss itself is 0/0 = NaN, as in PyTorch)."""
     if denominator is None:
         return 1.0
-    if isinstance(denominator, int) and denominator == 0:
-        return math.nan
-    return 1.0 / denominator
+    if isinstance(denominator, int):
+        return math.nan if denominator == 0 else 1.0 / denominator
+    xp = backend_of(denominator).namespace(denominator)
+    return xp.clip(denominator, min=1e-30) ** -1
 
 
 def _mean_denominator(xp: Any, target: Any, work: Any, *, weighted: bool = True) -> Any:
     """PyTorch's "mean" divisor: Σ w_y over kept examples (integer labels), else the number of
     kept examples; a Python int when nothing is weighted or absent. ``weighted=False``: the
     number of kept examples in any case."""
-    share = getattr(target, "w_y", None) if weighted else None
-    if share is None:
-        share = target.keep
-    if share is not None:
-        return xp.sum(share)
+    if weighted and target.share is not None:
+        return xp.sum(target.share)
+    if target.kept is not None:
+        return xp.sum(xp.astype(target.kept, work))
     shape = target.batch_shape()
     if None in shape:  # unknown batch size while tracing: count at run time
         column = target.label if isinstance(target, IndexTarget) else target.probs
@@ -608,6 +633,7 @@ def _mean_denominator(xp: Any, target: Any, work: Any, *, weighted: bool = True)
 
 
 def _reduce(xp: Any, per_example: Any, reduction: str, denominator: Any) -> Any:
+    """The reduction of per-example values (a column (..., 1): "none" keeps it a column)."""
     if reduction == "none":
         return per_example
     if isinstance(denominator, int) and 0 < denominator == math.prod(per_example.shape):

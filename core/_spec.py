@@ -97,6 +97,11 @@ class LossSpec:
             example's loss (PaLM); 0 for none.
         softcap: $c > 0$: the logits become $c \tanh(z/c)$ before everything else (Gemma 2);
             `None` for none.
+      shard: the logits hold one slice of the classes (vocab parallelism): an object with
+            `max(x)` and `sum(x)` (elementwise over the shards, on arrays of per-row values),
+            `offset(k)` (this slice's first class) and `classes(k)` (the number of classes
+            over all slices), given this slice's `k` classes; `None` on one device. The
+            loss is the global one, the gradient this slice's.
     """
 
     eps: Any = 0.1
@@ -112,6 +117,7 @@ class LossSpec:
     names: Names = NAMES
     z_loss: float = 0.0
     softcap: float | None = None
+    shard: Any = None
 
     def __post_init__(self) -> None:
         names = self.names
@@ -147,6 +153,12 @@ class LossSpec:
             if not (math.isfinite(softcap) and softcap > 0):
                 raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap!r}")
             set_(self, "softcap", softcap)
+        if self.shard is not None and not isinstance(self.shard, _Hole):
+            missing = [m for m in ("max", "sum", "offset", "classes") if not hasattr(self.shard, m)]
+            if missing:
+                raise TypeError(
+                    f"shard must have the methods max, sum, offset and classes; {missing} missing"
+                )
         if self.check_labels is not None and not isinstance(self.check_labels, bool):
             raise TypeError(f"check_labels must be True, False or None, got {self.check_labels!r}")
 

@@ -121,3 +121,27 @@ def test_errors_are_also_runtime_errors():
         st.linear_cross_entropy(h, w, torch.full((N,), 20))
     with pytest.raises(ValueError, match="H = 8"):
         st.linear_cross_entropy(h[:, :5], w, y)
+
+
+@pytest.mark.parametrize("integer", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_terms_match_reference(integer, reduction):
+    """z_loss, softcap and spread on cross_entropy and CrossEntropyLoss, against the
+    independent float64 reference (classes on dimension 1, as PyTorch lays them out)."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(5, 6, 2)) * 4
+    if integer:
+        labels = rng.integers(0, 6, size=(5, 2))
+        labels[1, 0] = -100
+    else:
+        labels = rng.dirichlet(np.ones(6), size=(5, 2)).transpose(0, 2, 1)
+    kw = {"reduction": reduction, "z_loss": 1e-2, "softcap": 5.0, "spread": "others"}
+    want_loss, want_grad = reference(
+        logits, labels, 0.2, axis=1, ignore_index=-100 if integer else None, **kw
+    )
+    for fn in (st.cross_entropy, lambda a, b, **k: st.CrossEntropyLoss(**k)(a, b)):
+        z = torch.tensor(logits, requires_grad=True)
+        loss = fn(z, torch.tensor(labels), label_smoothing=0.2, **kw)
+        loss.backward(torch.ones_like(loss))
+        np.testing.assert_allclose(loss.detach().numpy(), want_loss, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(z.grad.numpy(), want_grad, rtol=1e-10, atol=1e-12)

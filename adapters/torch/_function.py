@@ -185,9 +185,42 @@ def smooth_cross_entropy() -> type[SmoothCrossEntropy]:
     return SmoothCrossEntropy if torch.compiler.is_compiling() else SmoothCrossEntropyJvp
 
 
-def differentiable_loss(spec: LossSpec, input: torch.Tensor, target: torch.Tensor) -> Any:
-    """The loss of ``spec`` (one class axis) as a differentiable torch value: the seam
-    smoothce.keras uses on the torch backend."""
+def differentiable_loss(spec: LossSpec, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""The loss of `spec` (one class axis) as a differentiable torch value.
+
+    The seam `smoothce.keras` uses on the torch backend: the loss that `spec` (a `LossSpec`
+    from `smoothce.internal`) describes, per example
+
+    $$
+    l = -\sum_c w_c q_c \log p_c, \qquad q = (1 - \varepsilon)\,y + \frac{\varepsilon}{K},
+    $$
+
+    through the same autograd Function as [smoothce.torch.cross_entropy][], without its
+    PyTorch argument conventions.
+
+    Args:
+        spec: A validated `LossSpec` with one integer class `axis` and no class mask
+            (`where=None`); its `eps`, `weight`, `ignore_index`, `reduction`, `spread` and
+            the other options apply as in [smoothce.loss][].
+        input: Logits, a real floating tensor with the $K$ classes along `spec.axis`.
+        target: Integer class indices of the input's shape without the class axis, or
+            floating probabilities of the input's shape.
+
+    Returns:
+        The loss as `spec.reduction` says, a tensor on the input's device (0-d, or one value
+        per example for `"none"`), differentiable as [smoothce.torch.cross_entropy][]'s.
+
+    Raises:
+        NotImplementedError: A `spec` with a class mask (`where`).
+
+    Examples:
+        >>> import torch, smoothce.torch
+        >>> from smoothce.internal import LossSpec
+        >>> logits, target = torch.tensor([[2.0, 1.0, 0.1]]), torch.tensor([0])
+        >>> loss = smoothce.torch.differentiable_loss(LossSpec(eps=0.1), logits, target)
+        >>> round(loss.item(), 4)
+        0.5137
+    """
     static, (eps, weight, where) = spec.split()
     if where is not None:
         raise NotImplementedError("smoothce.torch takes no class mask (where)")
@@ -280,9 +313,14 @@ class _SecondOrder:
     def __init__(self, ctx: Any, gradient: Any, target: Any, eps: Any, weight: Any) -> None:
         self.ctx, self.gradient, self.target = ctx, gradient, target
         self.spec = ctx.spec.join((eps, weight, None)).replace(overwrite=False)
-        if getattr(self.spec, "softcap", None) is not None:
+        if self.spec.softcap is not None:
             raise NotImplementedError(
                 "smoothce.torch: second derivatives through soft-capping are not implemented"
+            )
+        if self.spec.shard is not None:
+            raise NotImplementedError(
+                "smoothce.torch: forward mode and second derivatives of the vocab-parallel "
+                "loss (process_group) are not implemented"
             )
         self.dim = ctx.class_dim
         result = self._mass(target)

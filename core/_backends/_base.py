@@ -41,11 +41,12 @@ class Functional:
         return self.xp.exp(a)
 
     def row_sum(self, a: Any) -> Any:
-        return self.xp.sum(a, axis=-1)
+        """Σ over the classes, as a column (..., 1)."""
+        return self.xp.sum(a, axis=-1, keepdims=True)
 
     def at_label(self, a: Any, label: Any) -> Any:
-        """a's entry at each row's label (label: (..., 1), in range), shaped (...,)."""
-        return self.xp.take_along_axis(a, label, axis=-1)[..., 0]
+        """a's entry at each row's label (label: (..., 1), in range), as a column (..., 1)."""
+        return self.xp.take_along_axis(a, label, axis=-1)
 
     def for_sums(self, z: Any, m: Any, u: Any) -> Any:
         """u = z − m once more, for the row sums, written z + (−m): the same bits, but XLA
@@ -54,10 +55,8 @@ class Functional:
         return z + (-m)
 
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
-        """g with ``values`` (one per row, or a number) added at each row's label."""
+        """g with ``values`` (a column (..., 1), or a number) added at each row's label."""
         xp = self.xp
-        if not isinstance(values, (int, float)) and values.ndim > 0:
-            values = xp.expand_dims(values, axis=-1)
         classes = xp.arange(g.shape[-1], dtype=label.dtype, device=self.device(label))
         return xp.where(xp.equal(classes, label), g + values, g)
 
@@ -120,6 +119,10 @@ class Backend:
     def overwrite_refusal(self, x: Any) -> str | None:
         """Why the gradient may not be written into ``x``'s own buffer (None: it may)."""
         return f"{type(x).__module__}.{type(x).__name__} arrays cannot be written in place"
+
+    def constant(self, xp: Any, value: float, dtype: Any, like: Any) -> Any:
+        """A 0-d array of ``value`` in ``dtype`` on ``like``'s device."""
+        return xp.asarray(value, dtype=dtype, device=self.device(like))
 
     def index_dtype(self, xp: Any, x: Any) -> Any:
         """The library's default indexing dtype on ``x``'s device."""

@@ -145,12 +145,20 @@ def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
 
 
 def where(condition: Any, x1: Any, x2: Any, /) -> Any:
+    if _is_nan(x2) and isinstance(x1, (tf.Tensor, tf.Variable)):
+        # NaN where the condition fails, computed (sqrt(−1)) rather than a NaN constant: a
+        # graph that tf.debugging.enable_check_numerics watches holds no NaN unless a row is bad
+        x2 = tf.sqrt(tf.cast(condition, x1.dtype) - 1)
     if not isinstance(x1, (tf.Tensor, tf.Variable)):
         x2 = _as_tensor(x2)
         x1 = _as_tensor(x1, like=x2)
     else:
         x2 = _as_tensor(x2, like=x1)
     return tf.where(condition, x1, x2)
+
+
+def _is_nan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
 
 
 def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
@@ -196,7 +204,15 @@ log = tf.math.log
 sqrt = tf.sqrt
 abs = tf.abs
 isfinite = tf.math.is_finite
-clip = tf.clip_by_value
+maximum = tf.maximum
+
+
+def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
+    if min is not None:
+        x = tf.maximum(x, tf.cast(min, x.dtype))
+    if max is not None:
+        x = tf.minimum(x, tf.cast(max, x.dtype))
+    return x
 
 
 def result_type(*dtypes: Any) -> Any:
@@ -215,6 +231,11 @@ def concat(arrays: Any, /, *, axis: int = 0) -> Any:
 def equal(x1: Any, x2: Any, /) -> Any:
     x1, x2 = _pair(x1, x2)
     return tf.equal(x1, x2)
+
+
+def not_equal(x1: Any, x2: Any, /) -> Any:
+    x1, x2 = _pair(x1, x2)
+    return tf.not_equal(x1, x2)
 
 
 def _pair(x1: Any, x2: Any) -> tuple[Any, Any]:

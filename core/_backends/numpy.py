@@ -26,7 +26,7 @@ class NumPyInPlace(InPlace):
     threads = max(1, int(os.environ.get("SMOOTHCE_NUM_THREADS", 0)) or min(os.cpu_count() or 1, 8))
 
     def row_sum(self, a: Any) -> Any:
-        return np.einsum("...k->...", a)
+        return np.einsum("...k->...", a)[..., None]
 
     def astype(self, a: Any, dtype: Any) -> Any:
         if dtype == np.float16 and a.dtype == np.float32:
@@ -35,6 +35,8 @@ class NumPyInPlace(InPlace):
 
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
         rows = np.indices(label.shape[:-1], sparse=True)  # any layout, any number of axes
+        if not isinstance(values, (int, float)) and values.ndim > 0:
+            values = values[..., 0] if values.shape[-1:] == (1,) else values
         g[(*rows, label[..., 0])] += values  # one element per row: no duplicate indices
         return g
 

@@ -42,7 +42,12 @@ class TensorFlowBackend(Backend):
         return not hasattr(x, "numpy")  # graph tensors (tf.function, TF1) have no values
 
     def on_host(self, x: Any) -> bool:
-        return not self.is_traced(x) and "GPU" not in (x.device or "")
+        """Eager tensors in host memory (device ``.../device:CPU:0``): reading them costs no
+        device synchronisation. GPU and TPU tensors, and every graph tensor, are not read."""
+        if self.is_traced(x):
+            return False
+        device = x.device or ""
+        return not device or ":CPU:" in device.upper()
 
     def uniform(self, xp: Any, shape: tuple[int, ...], rng: Any, like: Any) -> Any:
         import tensorflow as tf

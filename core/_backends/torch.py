@@ -14,6 +14,8 @@ from ._inplace import InPlace
 
 __all__ = ["TorchBackend"]
 
+_CONSTANTS: dict[Any, Any] = {}
+
 
 class TorchInPlace(InPlace):
     """torch ops with ``out=``; larger blocks amortise the per-op dispatch cost."""
@@ -23,7 +25,7 @@ class TorchInPlace(InPlace):
     def at_label(self, a: Any, label: Any) -> Any:
         # labels are in range: no negative-index remapping (which the namespace's
         # take_along_axis adds), and gather is the cheapest call for it
-        return self.lib.gather(a, -1, label).squeeze(-1)
+        return self.lib.gather(a, -1, label)
 
     def add_at_label(self, g: Any, label: Any, values: Any) -> Any:
         if isinstance(values, (int, float)) and not self.lib.are_deterministic_algorithms_enabled():
@@ -31,9 +33,7 @@ class TorchInPlace(InPlace):
             # this call's CUDA kernel (atomics), so it takes scatter_add_ below
             return g.scatter_(-1, label, values, reduce="add")
         values = self.lib.as_tensor(values, dtype=g.dtype, device=g.device)
-        if values.dim() > 0:
-            values = values.unsqueeze(-1)  # one per row: already the label's shape
-        if values.shape != label.shape:
+        if values.shape != label.shape:  # a column per row already has the label's shape
             values = values.expand(label.shape)
         return g.scatter_add_(-1, label, values)
 
@@ -95,6 +95,19 @@ class TorchBackend(Backend):
         import torch
 
         return torch.int64
+
+    def constant(self, xp: Any, value: float, dtype: Any, like: Any) -> Any:
+        # made once per device and dtype: creating a scalar tensor is an op on every call,
+        # and on an accelerator every op is a kernel launch
+        import torch
+
+        if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+            return value
+        key = (value if value == value else "nan", dtype, like.device)
+        tensor = _CONSTANTS.get(key)
+        if tensor is None:
+            tensor = _CONSTANTS[key] = torch.tensor(value, dtype=dtype, device=like.device)
+        return tensor
 
     def dtype_kind(self, xp: Any, dtype: Any) -> str:
         # attribute reads: fast, and traceable by torch.compile (a dict keyed by dtype is not)
@@ -189,12 +202,13 @@ def _namespace() -> Any:
         integers = not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
         bounds = (min, max)
         if (
-            integers
-            and not kwargs
+            not kwargs
             and bounds != (None, None)
-            and not any(isinstance(b, (float, torch.Tensor)) for b in bounds)
+            and not any(isinstance(b, torch.Tensor) for b in bounds)
+            and (x.is_floating_point() or not any(isinstance(b, float) for b in bounds))
+            and (integers or x.is_floating_point())
         ):
-            return torch.clamp(x, min, max)
+            return torch.clamp(x, min, max)  # one op (the compat version takes several)
         return compat.clip(x, min, max, **kwargs)
 
     namespace = types.ModuleType("smoothce._backends.torch.namespace", compat.__doc__)

@@ -3,33 +3,37 @@
 For integer labels y, Σ_c t_c u_c = (1 − ε)·w_y·u_y + (ε/K)·Σ_c w_c u_c needs one gather and
 one per-row sum, so smoothing costs one reduction and one subtraction more than plain
 cross-entropy; the gradient T·p − t is T·p, minus (ε/K)·w everywhere, minus (1 − ε)·w_y at
-the label.
+the label. With sharded classes the label lives on one shard: the others contribute nothing
+to its terms.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._rows import Problem, Shifted, Terms, _col
+from ._rows import Problem, RawSums, Shifted, _is_one
 
 __all__ = ["IndexTarget"]
 
 
 class IndexTarget(NamedTuple):
-    """Integer labels, prepared once per call (O(N)) and sliced per row block.
+    """Integer labels, prepared once per call (O(N)) and sliced per row block; columns (..., 1).
 
-    ``label`` (..., 1) is safe to gather with (bad entries clipped into range, absent ones 0);
-    ``valid`` is False where a kept label is out of range or masked (that row becomes NaN), or
-    None when the labels were read and checked already; ``keep`` is None, or 0/1 per example
-    with 0 for ``ignore_index`` and for rows whose classes are all masked; ``w_y`` is the
-    label's weight times keep, the example's share of PyTorch's "mean" denominator (None
-    unweighted: the share is then ``keep``, or 1).
+    ``label`` is safe to gather with (bad entries clipped into range); ``factor`` is 1 for an
+    example that counts, 0 for an absent one (``ignore_index``, every class masked) and NaN
+    for an invalid one (a label out of range or masked, when the labels were not read), or
+    None when every example counts; ``kept`` is False for the absent examples (None: none);
+    ``w_y`` is the label's weight (None unweighted); ``share`` the example's share of
+    PyTorch's "mean" denominator (w_y, 0 when absent; None: always 1); ``in_slice`` 1 where
+    the label falls in this shard's classes (None on one device).
     """
 
     label: Any
-    valid: Any
-    keep: Any
+    factor: Any
+    kept: Any
     w_y: Any
+    share: Any
+    in_slice: Any = None
 
     dense = False
 
@@ -46,38 +50,52 @@ class IndexTarget(NamedTuple):
         ignore_index: int | None = None,
         absent: Any = None,
         checked: bool = False,
+        offset: Any = None,
+        total: Any = None,
+        nan: Any = float("nan"),
     ) -> IndexTarget:
-        """Labels in the indexing dtype, the logits' batch shape; ``dtype`` for keep and w_y.
+        """Labels in the indexing dtype, the logits' batch shape; ``dtype`` for the factors.
 
         ``absent``: None or a boolean per example (fully masked rows); ``checked``: every label
         that is neither ignored nor absent is known to be in range and not masked (an eager
-        check read them), so no per-example validity is tracked.
+        check read them), so no per-example validity is tracked. ``offset``/``total``: this
+        shard's first class and the number of classes over all shards (vocab parallelism).
+        ``nan``: NaN in ``dtype`` (an array made once saves an op per call on accelerators).
         """
-        skip = None if ignore_index is None else xp.equal(labels, ignore_index)
+        col = xp.expand_dims(labels, axis=-1)
+        kept = None if ignore_index is None else xp.not_equal(col, ignore_index)
         if absent is not None:
-            skip = absent if skip is None else skip | absent
-        valid = None
-        if not checked:
-            # in range where clipping leaves the label as it is (fewer array ops than two
-            # comparisons, an ``&`` and a ``where``: the whole-array path counts its ops)
-            safe = xp.clip(labels, 0, num_classes - 1)
-            valid = xp.equal(safe, labels)
-            label = xp.expand_dims(safe, axis=-1)
+            present = ~xp.expand_dims(absent, axis=-1)
+            kept = present if kept is None else kept & present
+        bad = in_slice = None
+        if offset is not None:  # sharded classes: the label is global, this slice local
+            local = col - offset
+            in_slice = xp.astype((local >= 0) & (local < num_classes), dtype)
+            label = xp.clip(local, 0, num_classes - 1)
+            if not checked:
+                bad = (col < 0) | (col >= total)
+        elif not checked:
+            # out of range where clipping moves the label (fewer array ops than two
+            # comparisons and a ``where``: the whole-array path counts its ops)
+            label = xp.clip(col, 0, num_classes - 1)
+            bad = xp.not_equal(label, col)
             if mask is not None:
-                valid = valid & xp.take_along_axis(mask, label, axis=-1)[..., 0]
-            if skip is not None:
-                valid = valid | skip
+                bad = bad | ~xp.take_along_axis(mask, label, axis=-1)
         else:
-            label = xp.expand_dims(labels, axis=-1)
-            if skip is not None and (absent is not None or not 0 <= ignore_index < num_classes):
-                label = xp.where(xp.expand_dims(skip, axis=-1), 0, label)  # gathers in range
-        w_y = None if weight is None else xp.take_along_axis(weight, label, axis=-1)[..., 0]
-        keep = None
-        if skip is not None:
-            keep = xp.astype(~skip, dtype)
-            if w_y is not None:
-                w_y = w_y * keep
-        return cls(label, valid, keep, w_y)
+            label = col
+            if kept is not None and (absent is not None or not 0 <= ignore_index < num_classes):
+                label = xp.where(kept, col, 0)  # gathers in range
+        keep = None if kept is None else xp.astype(kept, dtype)
+        factor = keep
+        if bad is not None:
+            if kept is not None:
+                bad = bad & kept  # an absent example is never invalid
+            factor = xp.where(
+                bad, nan, keep if keep is not None else xp.ones_like(col, dtype=dtype)
+            )
+        w_y = None if weight is None else xp.take_along_axis(weight, label, axis=-1)
+        share = keep if w_y is None else (w_y if keep is None else w_y * keep)
+        return cls(label, factor, kept, w_y, share, in_slice)
 
     def map(self, fn: Any) -> IndexTarget:
         """The same target with ``fn`` applied to each per-example array (slicing, reshaping)."""
@@ -86,43 +104,41 @@ class IndexTarget(NamedTuple):
     def batch_shape(self) -> tuple[int, ...]:
         return tuple(self.label.shape[:-1])
 
-    def terms(self, p: Problem, ops: Any, sh: Shifted, want_eps: bool) -> Terms:
+    def raw_sums(self, p: Problem, ops: Any, sh: Shifted, need_wu: bool) -> RawSums:
         xp = p.xp
-        # absent rows (keep 0) are zeroed by the caller (loss and gradient scale), so keep
-        # is not multiplied in here: unweighted, ε/K and 1 − ε stay numbers
-        uniform = sh.uniform
-        on_label = 1 - sh.eps if self.w_y is None else (1 - sh.eps) * self.w_y  # beyond ε/K
         u_y = ops.at_label(sh.u, self.label)  # −inf only for a −inf logit
-        total_w = sh.k if sh.w is None else xp.sum(sh.w, axis=-1)
-        sum_wu = 0.0
-        if sh.smoothing or want_eps:
-            sum_wu = ops.row_sum(sh.kept_u) if sh.w is None else xp.sum(sh.w * sh.kept_u, axis=-1)
-        spread_tu = uniform * sum_wu if sh.smoothing else 0.0
-        if sh.smoothing and not isinstance(sh.eps, (int, float)):
-            # an array ε = 0 with a −inf logit (a class masked the usual way): 0·(−inf) is
-            # NaN, but that class has no target mass
-            spread_tu = xp.where(xp.equal(uniform, 0), 0.0, spread_tu)
+        total_w = sh.k if sh.w is None else xp.sum(sh.w, axis=-1, keepdims=True)
+        sum_wu = None
+        if need_wu:
+            sum_wu = ops.row_sum(sh.kept_u if sh.w is None else sh.w * sh.kept_u)
         target_w = 1.0 if self.w_y is None else self.w_y
-        return Terms(
-            mass=on_label + uniform * total_w,  # T
-            sum_tu=on_label * u_y + spread_tu,
-            sum_wu=sum_wu,
-            total_w=total_w,
-            target_wu=target_w * u_y if want_eps else None,
-            target_w=target_w,
-            state=(uniform, on_label),
-        )
+        target_wu = u_y if _is_one(target_w) else target_w * u_y
+        if self.in_slice is not None:  # only the shard holding the label counts it
+            inside = self.in_slice > 0
+            target_w = self.in_slice if self.w_y is None else self.w_y * self.in_slice
+            target_wu = xp.where(inside, target_wu, 0.0)
+        return RawSums(total_w, sum_wu, target_w, target_wu)
 
     def subtract_target(
-        self, p: Problem, ops: Any, g: Any, sh: Shifted, terms: Terms, scale: Any, out: Any
+        self,
+        p: Problem,
+        ops: Any,
+        g: Any,
+        sh: Shifted,
+        eps: Any,
+        uniform: Any,
+        scale: Any,
+        out: Any,
     ) -> Any:
-        uniform, on_label = terms.state
-        if sh.smoothing:
-            spread = _col(p.xp, uniform * scale)
+        if not (isinstance(uniform, (int, float)) and uniform == 0):
+            spread = uniform * scale
             g = ops.subtract(g, spread if sh.w is None else spread * sh.w, out)  # − (ε/K)·w
-        if isinstance(on_label, (int, float)):
-            return ops.add_at_label(g, self.label, scale * -on_label)  # − (1 − ε) at y
-        return ops.add_at_label(g, self.label, -(on_label * scale))  # − (1 − ε)·w_y at y
+        at_label = (eps - 1) * scale  # minus the label's mass beyond ε/K, scaled
+        if self.w_y is not None:
+            at_label = at_label * self.w_y
+        if self.in_slice is not None:
+            at_label = at_label * self.in_slice
+        return ops.add_at_label(g, self.label, at_label)  # − (1 − ε)·w_y at y
 
-    def label_slope(self, p: Problem, sh: Shifted, log_s: Any) -> Any:
+    def label_slope(self, p: Problem, sh: Shifted, eps: Any, log_s: Any) -> Any:
         raise TypeError("integer class labels have no derivative")

@@ -8,15 +8,23 @@ t_c = w_c·q_c the per-class target mass and T = Σ_c t_c. Every variant is
     L = −Σ_c t_c log p_c = T·log s − Σ_c t_c u_c,           ∂L/∂z = T·p − t,
     ∂L/∂ε = Σ_c w_c (1/K − y_c)(log s − u_c),             ∂L/∂y_c = (1 − ε)·w_c·(log s − u_c).
 
-Unweighted with a normalised target T = 1 and the gradient is p − q. All sums run over u rather
-than z, which keeps logits of ±1e4 exact.
+Both T and Σ t·u come from four row sums that each strategy forms its own way (the raw sums):
+Σ w, Σ w·u, Σ w·y and Σ w·y·u, as T = (1 − ε)·Σ wy + (ε/K)·Σ w and
+Σ t·u = (1 − ε)·Σ wyu + (ε/K)·Σ wu. Unweighted with a normalised target T = 1 and the
+gradient is p − q. All sums run over u rather than z, which keeps logits of ±1e4 exact.
 
 Two optional terms (``Problem.z_loss``, ``Problem.softcap``): the z-loss adds λ·lse² per example
 (lse = log Σ_c exp z_c over the unmasked classes), whose gradient 2λ·lse·p joins T·p; soft-capping
 replaces z by z' = c·tanh(z/c) before everything else and multiplies the whole gradient by
-dz'/dz = 1 − (z'/c)². What differs between integer class indices and
-probabilities (how Σ t·u, T and the −t of the gradient are formed) is the target strategy's:
-:class:`~smoothce._kernel.IndexTarget` and :class:`~smoothce._kernel.DenseTarget`.
+dz'/dz = 1 − (z'/c)².
+
+Sharded classes (``Problem.shard``, vocab parallelism): each shard holds a slice of the classes.
+The row max goes through ``shard.max`` and the raw sums and s, stacked, through one
+``shard.sum``; everything after is per shard again (each forms its slice of T·p − t). On one
+device there is no shard and nothing is combined.
+
+Per-row values are columns (..., 1) throughout, so they broadcast against the classes without
+reshaping; the per-example results are returned as columns too.
 
 The N×K passes go through ``ops`` (``smoothce._backends``): out-of-place for jit compilers and
 immutable arrays, or writing into ``out`` so that eager NumPy and PyTorch can run the kernel
@@ -27,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["Problem", "Rows", "Shifted", "Want", "rows", "spread_eps"]
+__all__ = ["Problem", "RawSums", "Rows", "Shifted", "Want", "rows", "spread_eps"]
 
 
 class Problem(NamedTuple):
@@ -38,11 +46,12 @@ class Problem(NamedTuple):
     others: bool  # spread="others": ε still to be scaled by K/(K − 1) per row
     weight: Any  # (1, ..., 1, K) or None
     mask: Any  # boolean, (1, ..., 1, K) or one row per example, or None
-    scale: Any  # the gradient's factor from the reduction (1/denominator for "mean")
+    scale: Any  # the gradient's factor from the reduction (1/denominator for "mean"), finite
     eps_unread: bool  # ε is an array whose value was never read: NaN where it leaves [0, 1]
     z_loss: float = 0.0  # λ of the z-loss λ·lse² (0: none)
     z_scale: Any = 1.0  # the z-loss's factor from the reduction (1/examples for "mean")
     softcap: float | None = None  # c: the logits become c·tanh(z/c) first
+    shard: Any = None  # the reducer of class-sharded logits (vocab parallelism), or None
 
 
 class Want(NamedTuple):
@@ -56,15 +65,16 @@ class Want(NamedTuple):
 
 
 class Rows(NamedTuple):
-    """One block's results: per-example losses and the derivatives asked for."""
+    """One block's results, per example as columns (..., 1), and the derivatives asked for."""
 
-    loss: Any  # the cross-entropy part, per example
+    loss: Any  # the cross-entropy part
     grad: Any = None
     d_eps: Any = None
     d_labels: Any = None
     target: Any = None
-    z: Any = None  # the z-loss part λ·lse², per example (None without z-loss)
+    z: Any = None  # the z-loss part λ·lse² (None without z-loss)
     lse: Any = None
+    target_w: Any = None  # Σ w·y of each row after combining shards (the "mean" shares)
 
 
 class Shifted(NamedTuple):
@@ -73,22 +83,16 @@ class Shifted(NamedTuple):
     u: Any  # z − max z (possibly in ``out``)
     kept_u: Any  # u for the row sums, 0 on masked classes (None when no sum needs it)
     w: Any  # per-class weights times the class mask (None: all ones)
-    k: Any  # classes per row: K, or one count per row under a mask
-    eps: Any  # ε over all k classes (spread applied)
-    uniform: Any  # ε/k
-    smoothing: bool  # False only for ε the number 0: no spread term at all
+    k: Any  # classes per row on this shard: K, or a count per row (column) under a mask
 
 
-class Terms(NamedTuple):
-    """A strategy's row sums: T, Σ t·u, and what its derivatives need."""
+class RawSums(NamedTuple):
+    """A strategy's row sums (columns, or numbers when constant), before combining shards."""
 
-    mass: Any  # T
-    sum_tu: Any  # Σ_c t_c u_c
-    sum_wu: Any  # Σ_c w_c u_c (the spread term's sum; 0 without smoothing)
     total_w: Any  # Σ_c w_c (k unweighted)
-    target_wu: Any = None  # Σ_c w_c y_c u_c (for ∂L/∂ε)
-    target_w: Any = None  # Σ_c w_c y_c (for ∂L/∂ε)
-    state: Any = None  # anything the strategy's gradient reuses
+    sum_wu: Any  # Σ_c w_c u_c (None when nothing needs it)
+    target_w: Any  # Σ_c w_c y_c (1 for integer labels without weights)
+    target_wu: Any  # Σ_c w_c y_c u_c
 
 
 def spread_eps(eps: Any, k: Any, others: bool) -> Any:
@@ -106,7 +110,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
     array ``z − max`` makes), which then holds the gradient, scaled by ``p.scale``.
     """
     xp, mask, w = p.xp, p.mask, p.weight
-    k = z.shape[-1]
+    k: Any = z.shape[-1]
     capped = None
     if p.softcap is not None:  # z' = c·tanh(z/c) before everything else
         capped = xp.tanh(z / p.softcap)
@@ -114,120 +118,140 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
     if mask is not None:
         z = xp.where(mask, z, -xp.inf)  # masked classes leave the softmax...
     m = xp.max(z, axis=-1, keepdims=True)
+    if p.shard is not None:
+        m = p.shard.max(m)  # the first collective: one max per row
     u = ops.subtract(z, m, out)
     if out is None:
         out = u  # a new array: in-place ops may write the later steps into it
     if mask is not None:
         fmask = xp.astype(mask, u.dtype)
         w = fmask if w is None else w * fmask
-        k = xp.sum(fmask, axis=-1)
-    eps = spread_eps(p.eps, k, p.others)
+        k = xp.sum(fmask, axis=-1, keepdims=True)
     # ε = 0 given as a number is plain cross-entropy: no Σu, no spread term to subtract
-    smoothing = not isinstance(eps, (int, float)) or eps != 0
+    smoothing = not isinstance(p.eps, (int, float)) or p.eps != 0
     kept_u = None
     if smoothing or target.dense or want.eps:
         kept_u = ops.for_sums(z, m, u)
         if mask is not None:
             kept_u = xp.where(mask, kept_u, 0.0)  # ...and every sum
-    shifted = Shifted(u, kept_u, w, k, eps, eps / k, smoothing)
-    terms = target.terms(p, ops, shifted, want.eps)
+    sh = Shifted(u, kept_u, w, k)
+    raw = target.raw_sums(p, ops, sh, smoothing or want.eps)
 
     e = ops.exp(u, out)  # u is not needed past this point: exp may overwrite it
     s = ops.row_sum(e)
+    if p.shard is not None:  # the second collective: every row sum, stacked
+        s, raw, k = _combine(p, s, raw, k)
+    eps = spread_eps(p.eps, k, p.others)
+    uniform = eps / k
+    on = 1 - eps
+    mass = on * raw.target_w + uniform * raw.total_w  # T
+    spread_tu = 0.0
+    if smoothing:
+        spread_tu = uniform * raw.sum_wu
+        if not isinstance(p.eps, (int, float)):  # (NumPy's 0-d arithmetic gives floats)
+            # an array ε = 0 with a −inf logit (a class masked the usual way): 0·(−inf) is
+            # NaN, but that class has no target mass
+            spread_tu = xp.where(xp.equal(uniform, 0), 0.0, spread_tu)
+    sum_tu = on * raw.target_wu + spread_tu if smoothing else on * raw.target_wu
     log_s = xp.log(s)
-    loss = (log_s if _is_one(terms.mass) else terms.mass * log_s) - terms.sum_tu
+    loss = (log_s if _is_one(mass) else mass * log_s) - sum_tu
 
-    ok = _row_checks(p, shifted, target.valid)
-    keep = target.keep
-    # computed once, shared by every per-row result (the whole-array path counts its ops)
-    bad = None if ok is None else xp.where(ok, xp.ones_like(log_s), xp.nan)  # 1, or NaN
-    kept = None if keep is None else keep > 0
-    loss = _finish(xp, loss, bad, kept)
+    factor, kept = _row_factor(p, k, target)  # 1, 0 (absent) or NaN (invalid) per row
+    loss = _finish(xp, loss, factor, kept)
     lse = z_part = None
     if p.z_loss or want.lse:
-        lse = m[..., 0] + log_s  # over the unmasked classes
+        lse = m + log_s  # over the unmasked classes
     if p.z_loss:
-        z_part = _finish(xp, p.z_loss * (lse * lse), bad, kept)
+        z_part = _finish(xp, p.z_loss * (lse * lse), factor, kept)
     d_eps = d_labels = None
     if want.eps:
-        d_eps = _finish(xp, _eps_slope(p, shifted, terms, log_s), bad, kept)
+        d_eps = _finish(xp, _eps_slope(p, k, raw, log_s), factor, kept)
     if want.labels:
-        d_labels = target.label_slope(p, shifted, log_s)
-        if ok is not None or keep is not None:
-            d_labels = d_labels * _col(xp, _finish(xp, xp.ones_like(log_s), bad, kept))
+        d_labels = target.label_slope(p, sh, eps, log_s)
+        if factor is not None:
+            d_labels = d_labels * factor
+    shares = raw.target_w if p.shard is not None else None
     if not (want.grad or want.target):
-        return Rows(loss, None, d_eps, d_labels, None, z_part, lse)
+        return Rows(loss, None, d_eps, d_labels, None, z_part, lse, shares)
 
-    scale = p.scale
-    if keep is not None:
-        # absent rows get exactly 0, as in PyTorch, also when every row is absent and
-        # "mean" made the scale 1/0 (0·inf would be NaN)
-        scale = xp.where(kept, keep * scale, 0.0)
-    mass = None
+    scale = p.scale if factor is None else factor * p.scale  # 0 on absent rows
+    mass_t = None
     if want.target:  # s·t, formed by the same code that subtracts it from the gradient
         zero = xp.zeros_like(e)
-        mass = -target.subtract_target(p, ops, zero, shifted, terms, scale, None)
+        mass_t = -target.subtract_target(p, ops, zero, sh, eps, uniform, scale, None)
         if not want.grad:
-            return Rows(loss, None, d_eps, d_labels, mass, z_part, lse)
-    coef = scale if _is_one(terms.mass) else terms.mass * scale
+            return Rows(loss, None, d_eps, d_labels, mass_t, z_part, lse, shares)
+    coef = scale if _is_one(mass) else mass * scale
     if p.z_loss:  # ∂(λ·lse²)/∂z = 2λ·lse·p, scaled by its own reduction
-        z_scale = p.z_scale
-        if keep is not None:
-            z_scale = xp.where(kept, keep * z_scale, 0.0)
+        z_scale = p.z_scale if factor is None else factor * p.z_scale
         coef = coef + (2 * p.z_loss) * lse * z_scale
-    coef = coef / s  # mass and scale are often Python floats: one array op
-    if bad is not None:
-        coef = coef * bad
-    g = ops.multiply(e, _col(xp, coef), out)  # T·p
-    g = target.subtract_target(p, ops, g, shifted, terms, scale, out)  # − t
+    g = ops.multiply(e, coef / s, out)  # T·p (mass and scale are often numbers: one op)
+    g = target.subtract_target(p, ops, g, sh, eps, uniform, scale, out)  # − t
     if capped is not None:  # the chain rule through the cap: dz'/dz = 1 − tanh²(z/c)
         g = ops.multiply(g, 1 - capped * capped, out)
-    return Rows(loss, g, d_eps, d_labels, mass, z_part, lse)
+    return Rows(loss, g, d_eps, d_labels, mass_t, z_part, lse, shares)
 
 
-def _row_checks(p: Problem, shifted: Shifted, valid: Any) -> Any:
-    """Per-row validity (None: all valid): labels, an unread ε in [0, 1], and K ≥ 2 per row
-    for spread="others" under a mask. Invalid rows get NaN, never a wrong number."""
-    ok = valid
+def _combine(p: Problem, s: Any, raw: RawSums, k: Any) -> tuple[Any, RawSums, Any]:
+    """Sum s and the raw sums over the shards in one collective; K becomes the global K."""
+    xp = p.xp
+    fields = [s, raw.total_w, raw.sum_wu, raw.target_w, raw.target_wu]
+    local = [i for i, f in enumerate(fields) if f is not None and not isinstance(f, (int, float))]
+    like = s
+    columns = [fields[i] * xp.ones_like(like) for i in local]  # every field as an array column
+    total = p.shard.sum(xp.concat(columns, axis=-1))
+    for j, i in enumerate(local):
+        fields[i] = total[..., j : j + 1]
+    k_all = p.shard.classes(k)
+    if isinstance(raw.total_w, (int, float)):  # unweighted: Σ w is the global K
+        fields[1] = k_all
+    return fields[0], RawSums(*fields[1:]), k_all
+
+
+def _row_factor(p: Problem, k: Any, target: Any) -> tuple[Any, Any]:
+    """Per-row factor (1, 0 where the row is absent, NaN where it is invalid) and the rows
+    that count (a boolean column, False where absent), each None when no row can be so.
+
+    Invalid: a label out of range or masked (unread labels), an unread ε outside [0, 1], or
+    fewer than two kept classes for spread="others" under a mask. Invalid rows get NaN, never
+    a wrong number.
+    """
+    xp = p.xp
+    factor, kept = target.factor, target.kept
+    checks = like = None
     if p.eps_unread:
-        in_range = (p.eps >= 0) & (p.eps <= 1)
-        ok = in_range if ok is None else ok & in_range
+        checks, like = (p.eps >= 0) & (p.eps <= 1), p.eps
     if p.others and p.mask is not None:
-        enough = shifted.k >= 2
-        ok = enough if ok is None else ok & enough
-    return ok
+        enough = k >= 2
+        checks, like = (enough if checks is None else checks & enough), k
+    if checks is not None:
+        factor = xp.where(checks, xp.ones_like(like) if factor is None else factor, xp.nan)
+    return factor, kept
 
 
-def _finish(xp: Any, per_row: Any, bad: Any, kept: Any) -> Any:
-    """NaN where a row is invalid (``bad``: 1, or NaN there), 0 where it is absent (``kept``
-    False: ignored or fully masked).
+def _finish(xp: Any, per_row: Any, factor: Any, kept: Any) -> Any:
+    """NaN where a row is invalid, 0 where it is absent (ignored or fully masked).
 
     The NaN is a factor, not a ``where``, so that autodiff through the core (jax.grad of
-    ``smoothce.loss``, torch autograd, tf.GradientTape) gives that row a NaN gradient too.
+    ``smoothce.loss``, torch autograd, tf.GradientTape) gives that row a NaN gradient too; the
+    absent rows are then replaced by the factor's own 0 (a ``where``: an absent row's loss may
+    be infinite).
     """
-    if bad is not None:
-        per_row = per_row * bad
-    if kept is not None:
-        per_row = xp.where(kept, per_row, 0.0)
-    return per_row
+    if factor is None:
+        return per_row
+    per_row = per_row * factor
+    return per_row if kept is None else xp.where(kept, per_row, factor)
 
 
-def _eps_slope(p: Problem, shifted: Shifted, terms: Terms, log_s: Any) -> Any:
+def _eps_slope(p: Problem, k: Any, raw: RawSums, log_s: Any) -> Any:
     """∂L/∂ε per row: Σ_c w_c (1/k − y_c)(log s − u_c), times k/(k − 1) for spread="others"."""
-    spread = (terms.total_w * log_s - terms.sum_wu) / shifted.k
-    slope = spread - (terms.target_w * log_s - terms.target_wu)
+    spread = (raw.total_w * log_s - raw.sum_wu) / k
+    slope = spread - (raw.target_w * log_s - raw.target_wu)
     if p.others:
-        slope = slope * (shifted.k / (shifted.k - 1))
+        slope = slope * (k / (k - 1))
     return slope
 
 
 def _is_one(x: Any) -> bool:
     """Whether ``x`` is the number 1 (T = 1 unweighted: no product to form)."""
     return isinstance(x, (int, float)) and x == 1
-
-
-def _col(xp: Any, x: Any) -> Any:
-    """Per-row values as a column that broadcasts against the class axis."""
-    if isinstance(x, (int, float)) or x.ndim == 0:
-        return x
-    return xp.expand_dims(x, axis=-1)
