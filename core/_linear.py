@@ -147,7 +147,7 @@ def evaluate_linear(
             checked=checked and shard is None,
             offset=offset,
             total=total,
-            nan=math.nan if checked else backend.constant(xp, math.nan, work, flat),
+            poison=None if checked else backend.poison(xp, work, flat),
         )
     else:
         target = DenseTarget.prepare(

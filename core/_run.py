@@ -117,7 +117,7 @@ def evaluate(
             checked=checked and shard is None,
             offset=offset,
             total=total,
-            nan=math.nan if checked else backend.constant(xp, math.nan, work, labels),
+            poison=None if checked else backend.poison(xp, work, labels),
         )
     else:
         y = xp.astype(layout.to_rows(xp, _broadcast(xp, labels, logits)), work, copy=False)

@@ -3,6 +3,8 @@
 - ``NamedTupleInit``: a ``typing.NamedTuple`` class has no ``__init__`` in its source, so the
   API page would show it without a signature; this adds one from the annotated fields, which
   ``merge_init_into_class`` then shows on the class.
+- ``ExceptionInit``: an exception class without its own ``__init__`` (one deriving from a
+  built-in exception) gets the signature ``(*args)`` it is called with, for the same reason.
 - ``LegacyDocstrings``: *transitional*. Docstrings of the packages it is given may still be
   reStructuredText-flavoured (``:func:`x```, ``:math:`x```, ``.. math::``, double backticks,
   ``Example:``); they are rewritten to the Markdown conventions of docs/contributing-docs.md
@@ -12,6 +14,7 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Any
 
@@ -92,3 +95,24 @@ class NamedTupleInit(Extension):
                 )
         init = Function("__init__", parameters=Parameters(*params), lineno=cls.lineno)
         cls.set_member("__init__", init)
+
+
+class ExceptionInit(Extension):
+    """Gives exception classes that inherit a built-in ``__init__`` the signature ``(*args)``."""
+
+    def on_class(self, *, cls: Any, **kwargs: Any) -> None:
+        if "__init__" in cls.members or not any(
+            _is_builtin_exception(str(base).split(".")[-1]) for base in cls.bases
+        ):
+            return
+        params = [
+            Parameter("self", kind=ParameterKind.positional_or_keyword),
+            Parameter("args", annotation="object", kind=ParameterKind.var_positional),
+        ]
+        init = Function("__init__", parameters=Parameters(*params), lineno=cls.lineno)
+        cls.set_member("__init__", init)
+
+
+def _is_builtin_exception(name: str) -> bool:
+    value = getattr(builtins, name, None)
+    return isinstance(value, type) and issubclass(value, BaseException)

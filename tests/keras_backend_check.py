@@ -250,4 +250,239 @@ try:
 finally:
     keras.mixed_precision.set_global_policy("float32")
 
+# 7. conformance with keras.losses: positional calls in Keras's order, function forms, every
+# layout, every float dtype, error classes; differences pinned (docs/keras.md)
+conf: dict[str, object] = {}
+
+
+def summed(fn):
+    return lambda p: ops.sum(fn(p))
+
+
+def compare(fns, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(value, gradient) of each fn(tensor) -> scalar at x; on jax as one compiled program
+    (a jit per function, or eager dispatch of each new shape, would cost more)."""
+    if BACKEND != "jax":
+        return [value_and_grad(fn, x) for fn in fns]
+    import jax
+
+    pairs = jax.jit(lambda t: [jax.value_and_grad(fn)(t) for fn in fns])(jax.numpy.asarray(x))
+    return [(np_(v), np_(g)) for v, g in pairs]
+
+
+def worst(first, *others) -> float:
+    """Largest difference of values and of gradients (relative to their size) to ``first``."""
+    (v1, g1), out = first, 0.0
+    for v2, g2 in others:
+        out = max(out, maxdiff(v1, v2), maxdiff(g1, g2) / max(1.0, float(np.abs(g2).max())))
+    return out
+
+
+# function forms, arguments by position: (y_true, y_pred, from_logits, label_smoothing, axis)
+# and (y_true, y_pred, from_logits, ignore_class, axis)
+for f, pred in ((True, logits), (False, probs)):
+    tag = "logits" if f else "probs"
+    got = compare(
+        [
+            summed(lambda p, f=f: sk.categorical_crossentropy(onehot, p, f, EPS, -1)),
+            summed(lambda p, f=f: keras.losses.categorical_crossentropy(onehot, p, f, EPS, -1)),
+        ]
+        + [
+            summed(
+                lambda p, i=i, f=f: sk.sparse_categorical_crossentropy(
+                    labels, p, f, i, -1, label_smoothing=0.0
+                )
+            )
+            for i in (None, 2)
+        ]
+        + [
+            summed(
+                lambda p, i=i, f=f: keras.losses.sparse_categorical_crossentropy(
+                    labels, p, f, i, -1
+                )
+            )
+            for i in (None, 2)
+        ],
+        pred,
+    )
+    conf[f"function_cce_{tag}"] = worst(got[0], got[1])
+    conf[f"function_sparse_{tag}_ignore_None"] = worst(got[2], got[4])
+    conf[f"function_sparse_{tag}_ignore_2"] = worst(got[3], got[5])
+# the default label_smoothing is 0.1 (Keras: 0.0), in both function forms
+conf["function_default_eps"] = max(
+    maxdiff(
+        np_(sk.categorical_crossentropy(onehot, logits, True)),
+        np_(keras.losses.categorical_crossentropy(onehot, logits, True, 0.1)),
+    ),
+    maxdiff(
+        np_(sk.sparse_categorical_crossentropy(labels, logits, True)),
+        np_(keras.losses.categorical_crossentropy(onehot, logits, True, 0.1)),
+    ),
+)
+# gradients into y_true, as Keras's own losses give them (a distillation target, say)
+conf["y_true_grad"] = worst(
+    *compare(
+        [
+            lambda t: sk.CategoricalCrossentropy(True, EPS)(t, logits),
+            lambda t: keras.losses.CategoricalCrossentropy(True, EPS)(t, logits),
+        ],
+        onehot,
+    )
+)
+# class forms, by position: (from_logits, label_smoothing, axis, reduction) and
+# (from_logits, ignore_class, reduction, axis)
+conf["positional_cce"] = maxdiff(
+    np_(sk.CategoricalCrossentropy(True, EPS, -1, "none")(onehot, logits)),
+    np_(keras.losses.CategoricalCrossentropy(True, EPS, -1, "none")(onehot, logits)),
+)
+conf["positional_sparse"] = maxdiff(
+    np_(sk.SparseCategoricalCrossentropy(True, 2, "none", -1, label_smoothing=0.0)(labels, logits)),
+    np_(keras.losses.SparseCategoricalCrossentropy(True, 2, "none", -1)(labels, logits)),
+)
+
+# every layout: 1-D to 4-D, the class axis first, in the middle or last; Keras gets targets
+# smoothed beforehand (its own smoothing takes K from the last axis); the sparse form too
+layouts = {}
+for shape, axis in (
+    ((K,), -1),
+    ((K, 3, 2), 0),
+    ((3, K, 4), 1),
+    ((2, K, 3, 2), 1),
+    ((2, 3, 2, K), -1),
+):
+    z = rng.normal(size=shape).astype("float32")
+    ax = axis % len(shape)
+    idx = rng.integers(0, K, size=shape[:ax] + shape[ax + 1 :])
+    y = np.moveaxis(np.eye(K, dtype="float32")[idx], -1, ax)
+    ours, native, sparse = compare(
+        [
+            summed(lambda p, y=y, a=axis: sk.categorical_crossentropy(y, p, True, EPS, a)),
+            summed(
+                lambda p, y=y, a=axis: keras.losses.categorical_crossentropy(
+                    y * (1 - EPS) + EPS / K, p, True, 0.0, a
+                )
+            ),
+            summed(
+                lambda p, i=idx, a=axis: sk.sparse_categorical_crossentropy(i, p, True, None, a)
+            ),
+        ],
+        z,
+    )
+    layouts[f"{shape} axis {axis}"] = worst(ours, native, sparse)
+conf["layouts"] = layouts
+
+# every float dtype: Keras's dtype out; against float64 on the same rounded inputs, smoothce
+# (accumulating 16-bit floats in float32) is at least as close as Keras
+dtypes = {}
+for dt in ("float16", "bfloat16", "float32", "float64"):
+    rounded = np_(ops.cast(ops.cast(logits, dt), "float64"))
+    exact = np_(
+        keras.losses.CategoricalCrossentropy(True, EPS, reduction="none", dtype="float64")(
+            onehot.astype("float64"), rounded
+        )
+    )
+    ours = sk.CategoricalCrossentropy(True, EPS, reduction="none", dtype=dt)(onehot, logits)
+    native = keras.losses.CategoricalCrossentropy(True, EPS, reduction="none", dtype=dt)(
+        onehot, logits
+    )
+    sparse = sk.SparseCategoricalCrossentropy(True, reduction="none", dtype=dt)(labels, logits)
+    dtypes[dt] = {
+        "dtype": str(ops.convert_to_numpy(ours).dtype),
+        "native_dtype": str(ops.convert_to_numpy(native).dtype),
+        "sparse_dtype": str(ops.convert_to_numpy(sparse).dtype),
+        "error": maxdiff(np_(ours), exact),
+        "native_error": maxdiff(np_(native), exact),
+        "sparse_vs_dense": maxdiff(np_(sparse), np_(ours)),
+    }
+conf["dtypes"] = dtypes
+
+# integer labels beyond a 16-bit float's exact integers (256 for bfloat16, 2048 for float16)
+# are read before Keras casts y_true to the loss dtype; Keras's own loss rounds them
+big_k = 3000
+big_logits = rng.normal(size=(4, big_k)).astype("float32")
+big_labels = np.array([300, 2049, 2500, 257])
+big = {}
+for dt in ("bfloat16", "float16"):
+    rounded = np_(ops.cast(ops.cast(big_logits, dt), "float32")).astype("float32")
+    ours = np_(
+        sk.SparseCategoricalCrossentropy(True, reduction="none", dtype=dt)(big_labels, big_logits)
+    )
+    ours32 = np_(sk.SparseCategoricalCrossentropy(True, reduction="none")(big_labels, rounded))
+    native = np_(
+        keras.losses.SparseCategoricalCrossentropy(True, reduction="none", dtype=dt)(
+            big_labels, big_logits
+        )
+    )
+    native32 = np_(
+        keras.losses.SparseCategoricalCrossentropy(True, reduction="none")(big_labels, rounded)
+    )
+    big[dt] = {
+        "ours_vs_float32": float(np.max(np.abs(ours - ours32) / np.abs(ours32))),
+        "native_vs_float32": float(np.max(np.abs(native - native32) / np.abs(native32))),
+    }
+conf["big_labels"] = big
+
+
+def outcome(make) -> str:
+    """The error's class name, or "no error"."""
+    try:
+        make()
+    except Exception as err:  # the class is what is recorded
+        return type(err).__name__
+    return "no error"
+
+
+conf["errors"] = {
+    name: {"ours": outcome(lambda m=make: m(sk)), "native": outcome(lambda m=make: m(keras.losses))}
+    for name, make in {
+        "shape_mismatch": lambda ns: ns.CategoricalCrossentropy(from_logits=True)(
+            np.eye(8, 4, dtype="float32"), logits
+        ),
+        "sparse_shape_mismatch": lambda ns: ns.SparseCategoricalCrossentropy(from_logits=True)(
+            labels[:5], logits
+        ),
+        "label_out_of_range": lambda ns: ns.sparse_categorical_crossentropy(
+            np.where(labels == 2, K + 2, labels), logits, True
+        ),
+        "eps_above_one": lambda ns: ns.CategoricalCrossentropy(label_smoothing=1.5),
+    }.items()
+}
+results["conformance"] = conf
+
+# 8. z_loss and softcap (logits only): values and gradients of the class and function forms,
+# compared with the float64 reference by tests/test_keras_adapter.py; on TensorFlow also the
+# class form inside tf.function
+TERMS = {"z_loss": 1e-2, "softcap": 3.0}
+dense_llm = sk.CategoricalCrossentropy(True, EPS, reduction="sum", **TERMS)
+sparse_llm = sk.SparseCategoricalCrossentropy(True, reduction="sum", label_smoothing=EPS, **TERMS)
+llm_fns = [
+    lambda p: dense_llm(onehot, p),
+    lambda p: sparse_llm(labels, p),
+    summed(lambda p: sk.categorical_crossentropy(onehot, p, True, EPS, **TERMS)),
+    summed(
+        lambda p: sk.sparse_categorical_crossentropy(labels, p, True, label_smoothing=EPS, **TERMS)
+    ),
+]
+llm_forms = ["class", "sparse_class", "function", "sparse_function"]
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+
+    llm_fns.append(tf.function(lambda p: sparse_llm(labels, p)))
+    llm_forms.append("sparse_class_tf_function")
+results["llm_terms"] = {
+    "terms": TERMS,
+    "eps": EPS,
+    "logits": logits.tolist(),
+    "labels": labels.tolist(),
+    "per_example": np_(
+        sk.SparseCategoricalCrossentropy(True, reduction="none", label_smoothing=EPS, **TERMS)(
+            labels, logits
+        )
+    ).tolist(),
+    "forms": {
+        form: {"value": float(v), "grad": g.tolist()}
+        for form, (v, g) in zip(llm_forms, compare(llm_fns, logits), strict=True)
+    },
+}
+
 print(json.dumps(results))

@@ -127,6 +127,83 @@ def test_mixed_float16_policy(report):
     assert report["mixed_vs_native"] < 1e-5
 
 
+# ---- conformance with keras.losses (section 7 of the checker) ----------------------------
+
+
+def test_function_forms_and_positional_calls_match_keras(report):
+    conf = report["conformance"]
+    for key in [k for k in conf if k.startswith(("function_", "positional_", "y_true"))]:
+        assert conf[key] < TIGHT, key
+
+
+def test_every_layout_matches_keras(report):
+    for layout, diff in report["conformance"]["layouts"].items():
+        assert diff < 1e-5, layout
+
+
+# output rounding of one loss value of about 2 (half an ulp), and float32/float64 round-off
+DTYPE_TOL = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-6, "float64": 1e-12}
+
+
+def test_every_dtype_matches_keras(report):
+    """The loss dtype is Keras's; against float64 on the same rounded inputs smoothce is as
+    close as Keras (16-bit inputs are accumulated in float32)."""
+    for dtype, r in report["conformance"]["dtypes"].items():
+        assert r["dtype"] == r["native_dtype"] == r["sparse_dtype"], dtype
+        tol = DTYPE_TOL[r["dtype"]]  # jax without x64 computes float64 losses in float32
+        assert r["error"] <= r["native_error"] + tol / 2, dtype
+        assert r["error"] <= tol and r["sparse_vs_dense"] <= tol, dtype
+
+
+def test_sparse_labels_above_16_bit_integers_stay_exact(report):
+    """Labels 257, 300, 2049, 2500 with dtype="bfloat16"/"float16": smoothce reads them before
+    Keras casts y_true, so its losses are float32's up to output rounding. Pinned: Keras's own
+    loss rounds the labels (257 → 256 in bfloat16, 2049 → 2048 in float16)."""
+    big = report["conformance"]["big_labels"]
+    assert big["bfloat16"]["ours_vs_float32"] < 8e-3
+    assert big["float16"]["ours_vs_float32"] < 1e-3
+    for dtype in ("bfloat16", "float16"):
+        assert big[dtype]["native_vs_float32"] > 0.05, dtype
+
+
+KERAS_OUT_OF_RANGE = {
+    "tensorflow": "InvalidArgumentError",
+    "jax": "no error",
+    "torch": "IndexError",
+}
+
+
+def test_error_classes_match_keras_or_are_pinned(report):
+    errors = report["conformance"]["errors"]
+    for case in ("shape_mismatch", "sparse_shape_mismatch"):
+        assert errors[case] == {"ours": "ValueError", "native": "ValueError"}, case
+    # pinned: Keras's answer to a label ≥ K depends on the backend (jax: a wrong number);
+    # smoothce raises its ValueError subclass eagerly on every backend
+    assert errors["label_out_of_range"] == {
+        "ours": "LabelRangeError",
+        "native": KERAS_OUT_OF_RANGE[report["backend"]],
+    }
+    # pinned: Keras accepts any label_smoothing; smoothce checks [0, 1]
+    assert errors["eps_above_one"] == {"ours": "ValueError", "native": "no error"}
+
+
+def test_z_loss_and_softcap_match_reference(report):
+    """Values and gradients with z_loss and softcap on every backend (float32 inputs) against
+    the float64 reference; on TensorFlow also inside tf.function."""
+    from tests.reference import reference
+
+    llm = report["llm_terms"]
+    logits, labels = np.array(llm["logits"], np.float64), np.array(llm["labels"])
+    want, want_grad = reference(logits, labels, llm["eps"], reduction="sum", **llm["terms"])
+    per_example, _ = reference(logits, labels, llm["eps"], reduction="none", **llm["terms"])
+    np.testing.assert_allclose(llm["per_example"], per_example, rtol=1e-5)
+    forms = llm["forms"]
+    assert len(forms) == (5 if report["backend"] == "tensorflow" else 4)
+    for form, got in forms.items():
+        np.testing.assert_allclose(got["value"], want, rtol=1e-5, err_msg=form)
+        np.testing.assert_allclose(got["grad"], want_grad, rtol=1e-4, atol=1e-6, err_msg=form)
+
+
 def test_no_foreign_framework_imported(reports):
     assert reports["jax"].get("frameworks_loaded") == ["jax"]
 
@@ -157,6 +234,58 @@ def test_config_and_registration():
     assert sk.CategoricalCrossentropy().label_smoothing == 0.1  # the pinned default
 
 
+def test_signatures_are_keras_order():
+    """Keras's parameters, names, kinds and defaults, in Keras's order; only label_smoothing's
+    default differs (0.1), the sparse forms add it keyword-only, and all forms add the
+    keyword-only z_loss=0.0 and softcap=None last."""
+    import inspect
+
+    import keras
+
+    import smoothce.keras as sk
+
+    def params(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    for ours, native in (
+        (sk.CategoricalCrossentropy.__init__, keras.losses.CategoricalCrossentropy.__init__),
+        (
+            sk.SparseCategoricalCrossentropy.__init__,
+            keras.losses.SparseCategoricalCrossentropy.__init__,
+        ),
+        (sk.categorical_crossentropy, keras.losses.categorical_crossentropy),
+        (sk.sparse_categorical_crossentropy, keras.losses.sparse_categorical_crossentropy),
+    ):
+        mine = params(ours)
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        assert mine[-2:] == [("z_loss", keyword, 0.0), ("softcap", keyword, None)]
+        del mine[-2:]
+        if mine[-1][0] == "label_smoothing" and mine[-1][1] is inspect.Parameter.KEYWORD_ONLY:
+            assert mine.pop()[2] == 0.1
+        theirs = [(n, k, 0.1 if n == "label_smoothing" else d) for n, k, d in params(native)]
+        assert mine == theirs, ours.__qualname__
+
+
+def test_positional_arguments_mean_what_they_mean_in_keras():
+    import keras
+
+    import smoothce.keras as sk
+
+    assert sk.CategoricalCrossentropy(True).from_logits is True
+    assert sk.SparseCategoricalCrossentropy(True).from_logits is True
+    args = (True, 0.2, 1, "sum", "n", "float64")
+    ours = sk.CategoricalCrossentropy(*args)
+    assert (ours.label_smoothing, ours.axis, ours.reduction, ours.name) == (0.2, 1, "sum", "n")
+    assert ours.get_config() == keras.losses.CategoricalCrossentropy(*args).get_config()
+    args = (True, 3, "sum", 1, "n", "float64")
+    ours = sk.SparseCategoricalCrossentropy(*args)
+    assert (ours.ignore_class, ours.reduction, ours.axis, ours.name) == (3, "sum", 1, "n")
+    native = keras.losses.SparseCategoricalCrossentropy(*args).get_config()
+    assert native.items() <= ours.get_config().items()  # plus label_smoothing and axis
+    with pytest.raises(TypeError):  # the sparse class's label_smoothing is keyword-only
+        sk.SparseCategoricalCrossentropy(True, None, "sum", -1, "n", None, 0.1)
+
+
 @pytest.mark.parametrize("bad", [-0.01, 1.01, float("inf"), "0.1x", None, True])
 def test_bad_label_smoothing_raises(bad):
     import smoothce.keras as sk
@@ -180,3 +309,79 @@ def test_bad_ignore_class_and_axis_raise():
         sk.CategoricalCrossentropy(axis="last")
     with pytest.raises(ValueError, match="axis 3 is out of range"):
         sk.SparseCategoricalCrossentropy(axis=3)(np.zeros(2), np.ones((2, 3)) / 3)
+
+
+# ---- z_loss and softcap --------------------------------------------------------------------
+
+
+def test_z_loss_and_softcap_config_round_trip():
+    import keras
+
+    import smoothce.keras as sk
+
+    for loss in (
+        sk.CategoricalCrossentropy(True, 0.2, z_loss=1e-4, softcap=30.0),
+        sk.SparseCategoricalCrossentropy(True, 3, label_smoothing=0.2, z_loss=1e-4, softcap=30),
+    ):
+        config = loss.get_config()
+        assert (config["z_loss"], config["softcap"]) == (1e-4, 30.0)
+        assert (loss.z_loss, loss.softcap) == (1e-4, 30.0)
+        clone = type(loss).from_config(config)
+        assert clone.get_config() == config and clone.spec == loss.spec
+        restored = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert type(restored) is type(loss) and restored.spec == loss.spec
+    # unset, they stay out of the config (equal to Keras's own, see the positional test) and
+    # configs saved without them load with the defaults
+    config = sk.SparseCategoricalCrossentropy(True).get_config()
+    assert "z_loss" not in config and "softcap" not in config
+    only_z = sk.CategoricalCrossentropy(True, z_loss=0.5).get_config()
+    assert only_z["z_loss"] == 0.5 and "softcap" not in only_z
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "error"),
+    [
+        ("z_loss", -1.0, ValueError),
+        ("z_loss", float("nan"), ValueError),
+        ("z_loss", "x", TypeError),
+        ("softcap", 0.0, ValueError),
+        ("softcap", float("nan"), ValueError),
+        ("softcap", True, TypeError),
+    ],
+)
+def test_bad_z_loss_and_softcap_raise(name, bad, error):
+    import smoothce.keras as sk
+
+    y, z = np.array([0, 1]), np.zeros((2, 3), "float32")
+    for make in (
+        lambda kw: sk.CategoricalCrossentropy(True, **kw),
+        lambda kw: sk.SparseCategoricalCrossentropy(True, **kw),
+        lambda kw: sk.categorical_crossentropy(np.eye(3)[y], z, True, **kw),
+        lambda kw: sk.sparse_categorical_crossentropy(y, z, True, **kw),
+    ):
+        with pytest.raises(error, match=name):
+            make({name: bad})
+
+
+def test_z_loss_and_softcap_need_logits():
+    """From probabilities (from_logits=False) the core sees only log-probabilities: their
+    log-sum-exp is 0, so a z-loss would add nothing, and soft-capping them is not Gemma's
+    cap of the logits; both are refused, naming what was given."""
+    import smoothce.keras as sk
+
+    y, p = np.array([0, 1]), np.full((2, 3), 1 / 3, "float32")
+    for kw, named in (
+        ({"z_loss": 1e-3}, "z_loss=0.001 acts"),
+        ({"softcap": 5.0}, "softcap=5.0 acts"),
+        ({"z_loss": 1e-3, "softcap": 5.0}, "z_loss=0.001 and softcap=5.0 act"),
+    ):
+        for make in (
+            lambda kw: sk.CategoricalCrossentropy(**kw),
+            lambda kw: sk.SparseCategoricalCrossentropy(False, **kw),
+            lambda kw: sk.categorical_crossentropy(np.eye(3)[y], p, **kw),
+            lambda kw: sk.sparse_categorical_crossentropy(y, p, False, **kw),
+        ):
+            with pytest.raises(ValueError, match=f"{named} on logits and need from_logits=True"):
+                make(kw)
+    # the defaults are fine with probabilities
+    assert sk.CategoricalCrossentropy(z_loss=0.0, softcap=None).spec.probabilities is not None

@@ -7,6 +7,10 @@ labels, to the smoothce adapter of the active Keras backend, whose autodiff rule
 core's derivatives: ``smoothce.tensorflow`` (``tf.custom_gradient``), ``smoothce.jax``
 (``jax.custom_jvp``) or ``smoothce.torch`` (``torch.autograd.Function``). Probabilities
 (``from_logits=False``) are turned into log-probabilities by the core, the way Keras does it.
+
+The keyword-only ``z_loss`` (PaLM's λ·lse(z)²) and ``softcap`` (Gemma 2's c·tanh(z/c)) act on
+logits and need ``from_logits=True``: on log-probabilities lse is 0, so the z-loss would add
+nothing, and capping log-probabilities is not capping logits.
 """
 
 from __future__ import annotations
@@ -32,18 +36,50 @@ _ADAPTERS = {"tensorflow": "smoothce.tensorflow", "jax": "smoothce.jax", "torch"
 
 
 def loss_spec(
-    label_smoothing: Any, axis: Any, *, ignore_class: Any = None, from_logits: bool = True
+    label_smoothing: Any,
+    axis: Any,
+    *,
+    ignore_class: Any = None,
+    from_logits: bool = True,
+    z_loss: Any = 0.0,
+    softcap: Any = None,
 ) -> LossSpec:
-    """The per-example spec of a Keras loss (checked when the loss is made)."""
+    """The per-example spec of a Keras loss (checked when the loss is made).
+
+    ``z_loss`` and ``softcap`` with ``from_logits=False`` raise ``ValueError``: both are
+    defined on logits, and from probabilities the core has only log-probabilities, whose lse
+    is 0 (a z-loss of 0) and whose soft-capped values are no capped logits.
+    """
     probabilities = None if from_logits else float(keras.config.epsilon())
-    return LossSpec(
+    spec = LossSpec(
         label_smoothing,
         axis,
         ignore_index=ignore_class,
         reduction="none",
         probabilities=probabilities,
         names=NAMES,
+        z_loss=z_loss,
+        softcap=softcap,
     )
+    if probabilities is not None and (spec.z_loss or spec.softcap is not None):
+        used = [f"{n}={v!r}" for n, v in (("z_loss", z_loss), ("softcap", softcap)) if v]
+        raise ValueError(
+            f"{' and '.join(used)} {'act' if len(used) > 1 else 'acts'} on logits and "
+            "need from_logits=True: probabilities (from_logits=False) have log-sum-exp 0 "
+            "(no z-loss) and no logits to cap"
+        )
+    return spec
+
+
+def _llm_config(spec: LossSpec) -> dict[str, Any]:
+    """``z_loss`` and ``softcap`` for ``get_config``, only when set: without them the config
+    is Keras's own loss's."""
+    config: dict[str, Any] = {}
+    if spec.z_loss:
+        config["z_loss"] = spec.z_loss
+    if spec.softcap is not None:
+        config["softcap"] = spec.softcap
+    return config
 
 
 def per_example(spec: LossSpec, y_pred: Any, labels: Any) -> Any:
@@ -69,13 +105,17 @@ def categorical_crossentropy(
     from_logits: bool = False,
     label_smoothing: float = 0.1,
     axis: int = -1,
+    *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> Any:
     r"""Per-example label-smoothed cross-entropy, ``keras.losses.categorical_crossentropy``'s form.
 
     :math:`L = -\sum_c q_c \log p_c` with :math:`q = (1 - \varepsilon)\,y + \varepsilon/K`;
     p = softmax(``y_pred``) when ``from_logits``, else ``y_pred`` normalised and clipped as
     Keras does. Same arguments and order as Keras's; only the default ``label_smoothing``
-    differs (0.1).
+    differs (0.1). Keyword-only, with ``from_logits=True`` only: ``z_loss`` (λ ≥ 0) adds
+    λ·lse(z)² per example; ``softcap`` (c > 0) makes the logits c·tanh(z/c) first.
 
     Example:
       >>> import numpy as np, smoothce.keras
@@ -84,7 +124,9 @@ def categorical_crossentropy(
       >>> [round(float(v), 4) for v in loss]
       [0.5137]
     """
-    spec = loss_spec(label_smoothing, axis, from_logits=bool(from_logits))
+    spec = loss_spec(
+        label_smoothing, axis, from_logits=bool(from_logits), z_loss=z_loss, softcap=softcap
+    )
     y_pred = ops.convert_to_tensor(y_pred)
     return per_example(spec, y_pred, ops.cast(y_true, y_pred.dtype))
 
@@ -97,13 +139,16 @@ def sparse_categorical_crossentropy(
     axis: int = -1,
     *,
     label_smoothing: float = 0.1,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> Any:
     r"""Per-example label-smoothed cross-entropy for integer labels, no one-hot built.
 
     :math:`L = \operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{K}\sum_c z_c`.
     ``keras.losses.sparse_categorical_crossentropy``'s arguments and order, plus the
-    keyword-only ``label_smoothing`` (Keras's sparse loss has none). Examples whose label is
-    ``ignore_class`` get loss 0.
+    keyword-only ``label_smoothing`` (Keras's sparse loss has none), ``z_loss`` and ``softcap``
+    (as in :func:`categorical_crossentropy`). Examples whose label is ``ignore_class`` get
+    loss 0.
 
     Example:
       >>> import numpy as np, smoothce.keras
@@ -113,7 +158,12 @@ def sparse_categorical_crossentropy(
       [0.5137]
     """
     spec = loss_spec(
-        label_smoothing, axis, ignore_class=ignore_class, from_logits=bool(from_logits)
+        label_smoothing,
+        axis,
+        ignore_class=ignore_class,
+        from_logits=bool(from_logits),
+        z_loss=z_loss,
+        softcap=softcap,
     )
     y_pred = ops.convert_to_tensor(y_pred)
     return per_example(spec, y_pred, _integer_labels(y_true, y_pred, spec))
@@ -157,6 +207,10 @@ class CategoricalCrossentropy(keras.losses.Loss):
         ``"mean_with_sample_weight"``, ``"none"`` or ``None``).
       name: the loss's name.
       dtype: the loss's computation dtype (``keras.backend.floatx()`` when ``None``).
+      z_loss: λ ≥ 0 (keyword-only): adds λ·lse(z)² to each example's loss (PaLM's z-loss).
+        Needs ``from_logits=True``.
+      softcap: c > 0 or ``None`` (keyword-only): the logits become c·tanh(z/c) before
+        everything else (Gemma 2). Needs ``from_logits=True``.
 
     Example:
       >>> import numpy as np, smoothce.keras
@@ -173,12 +227,18 @@ class CategoricalCrossentropy(keras.losses.Loss):
         reduction: str | None = "sum_over_batch_size",
         name: str = "categorical_crossentropy",
         dtype: Any = None,
+        *,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.spec = loss_spec(label_smoothing, axis, from_logits=bool(from_logits))
+        self.spec = loss_spec(
+            label_smoothing, axis, from_logits=bool(from_logits), z_loss=z_loss, softcap=softcap
+        )
         self.label_smoothing = self.spec.eps
         self.from_logits = bool(from_logits)
         self.axis = self.spec.axis
+        self.z_loss, self.softcap = self.spec.z_loss, self.spec.softcap
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return per_example(self.spec, y_pred, ops.cast(y_true, y_pred.dtype))
@@ -188,6 +248,7 @@ class CategoricalCrossentropy(keras.losses.Loss):
         config.update(
             label_smoothing=self.label_smoothing, from_logits=self.from_logits, axis=self.axis
         )
+        config.update(_llm_config(self.spec))
         return config
 
 
@@ -213,6 +274,10 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
       name: the loss's name, Keras's default kept for a drop-in swap.
       dtype: the loss dtype (Keras's policy when None).
       label_smoothing: ε in [0, 1] (keyword-only).
+      z_loss: λ ≥ 0 (keyword-only): adds λ·lse(z)² to each example's loss (PaLM's z-loss).
+        Needs ``from_logits=True``.
+      softcap: c > 0 or ``None`` (keyword-only): the logits become c·tanh(z/c) before
+        everything else (Gemma 2). Needs ``from_logits=True``.
 
     Integer labels are read before Keras casts them to the loss dtype, so float16 and
     bfloat16 losses keep labels above 2048 and 256 exact (Keras's own loss rounds them).
@@ -236,17 +301,25 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         dtype: Any = None,
         *,
         label_smoothing: float = 0.1,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if ignore_class is not None:
             ignore_class = check_index(ignore_class, "ignore_class")
         self.spec = loss_spec(
-            label_smoothing, axis, ignore_class=ignore_class, from_logits=bool(from_logits)
+            label_smoothing,
+            axis,
+            ignore_class=ignore_class,
+            from_logits=bool(from_logits),
+            z_loss=z_loss,
+            softcap=softcap,
         )
         self.label_smoothing = self.spec.eps
         self.from_logits = bool(from_logits)
         self.ignore_class = ignore_class
         self.axis = self.spec.axis
+        self.z_loss, self.softcap = self.spec.z_loss, self.spec.softcap
         self._labels: Any = None
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
@@ -276,6 +349,7 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
             ignore_class=self.ignore_class,
             axis=self.axis,
         )
+        config.update(_llm_config(self.spec))
         return config
 
 

@@ -2,7 +2,7 @@
 
 ``smoothce.tensorflow.softmax_cross_entropy_with_logits`` and
 ``smoothce.tensorflow.sparse_softmax_cross_entropy_with_logits`` take ``tf.nn``'s arguments in
-``tf.nn``'s order plus a keyword-only ``label_smoothing``,
+``tf.nn``'s order plus keyword-only ``label_smoothing``, ``z_loss`` and ``softcap``,
 return per-example losses and work eagerly, inside
 ``tf.function`` (XLA included), in TF1-style graphs and under ``tf.distribute`` strategies.
 """

@@ -1,7 +1,8 @@
 """``tf.nn``-style label-smoothed cross-entropy, differentiated with the core's own derivatives.
 
-Both functions take ``tf.nn``'s arguments in ``tf.nn``'s order, ``label_smoothing`` keyword-only,
-and return one loss per example, as ``tf.nn.softmax_cross_entropy_with_logits`` and
+Both functions take ``tf.nn``'s arguments in ``tf.nn``'s order, ``label_smoothing`` (and the LLM
+terms ``z_loss`` and ``softcap``) keyword-only, and return one loss per example, as
+``tf.nn.softmax_cross_entropy_with_logits`` and
 ``tf.nn.sparse_softmax_cross_entropy_with_logits`` do, with the target smoothed first:
 q = (1 − ε)·y + ε/K. Values and derivatives come from one core pass
 (:func:`smoothce.internal.evaluate`, ``reduction="none"``, whose gradient row n is ∂L_n/∂z_n);
@@ -30,6 +31,8 @@ def softmax_cross_entropy_with_logits(
     name: str | None = None,
     *,
     label_smoothing: Any = 0.1,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> tf.Tensor:
     r"""Per-example softmax cross-entropy against smoothed probability labels.
 
@@ -39,14 +42,20 @@ def softmax_cross_entropy_with_logits(
     ``tf.nn.softmax_cross_entropy_with_logits``.
 
     Args:
-      labels: floating tensor of the logits' shape (or broadcastable to it), each slice along
+      labels: tensor of the logits' shape (or broadcastable to it), each slice along
         ``axis`` a distribution. As in ``tf.nn``, the gradient flows into ``labels`` too
-        (wrap them in ``tf.stop_gradient`` to prevent that).
+        (wrap them in ``tf.stop_gradient`` to prevent that), and integer (one-hot) labels
+        are cast to the logits' dtype; integer labels with one dimension fewer than the
+        logits are class indices and raise ``TypeError`` (they go to the sparse function).
       logits: floating tensor; its class dimension must be statically known.
       axis: the class axis.
       name: optional name scope, as in ``tf.nn``.
       label_smoothing: ε in [0, 1] (keyword-only), a number or a scalar tensor (no gradient
         flows into a tensor ε).
+      z_loss: λ ≥ 0 (keyword-only, a Python number): adds λ·lse(z)² to each example's loss
+        (PaLM's z-loss); 0 adds nothing.
+      softcap: c > 0 (keyword-only, a Python number): the logits become c·tanh(z/c) before
+        everything else (Gemma 2's soft-capping); ``None`` caps nothing.
 
     Returns:
       A tensor of the logits' dtype and shape without ``axis``. float16 and bfloat16 logits
@@ -63,14 +72,9 @@ def softmax_cross_entropy_with_logits(
         logits = tf.convert_to_tensor(logits)
         labels = tf.convert_to_tensor(labels)
         if not labels.dtype.is_floating:
-            raise TypeError(
-                f"labels must be floating probabilities of the logits' shape, got dtype "
-                f"{labels.dtype.name}; integer class indices go to "
-                "sparse_softmax_cross_entropy_with_logits"
-            )
-        if labels.shape.rank is None:  # unknown rank: shaped like the logits, checked at run time
-            labels = tf.broadcast_to(labels, tf.shape(logits))
-        spec = _spec(label_smoothing, axis)
+            labels = _cast_dense(labels, logits)
+        spec = _spec(label_smoothing, axis, z_loss=z_loss, softcap=softcap)
+        logits, labels = _dense_labels(labels, logits)
         return _with_gradient(spec, labels_grad=True)(logits, labels)
 
 
@@ -80,6 +84,9 @@ def sparse_softmax_cross_entropy_with_logits(
     name: str | None = None,
     *,
     label_smoothing: Any = 0.1,
+    check_labels: bool | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> tf.Tensor:
     r"""Per-example softmax cross-entropy against smoothed integer class labels.
 
@@ -90,12 +97,18 @@ def sparse_softmax_cross_entropy_with_logits(
     ``tf.nn.sparse_softmax_cross_entropy_with_logits``.
 
     Args:
-      labels: integer tensor of shape ``logits.shape[:-1]``, values in [0, K). Eagerly an
-        out-of-range label raises ``ValueError``; inside ``tf.function``, XLA or a TF1 graph
-        the values cannot be checked and that example's loss (and gradient) is NaN.
+      labels: integer tensor of shape ``logits.shape[:-1]``, values in [0, K). Eagerly, labels
+        in host memory are read and an out-of-range label raises ``ValueError``; labels on a
+        GPU are not read (no synchronisation), nor inside ``tf.function``, XLA or a TF1
+        graph: there that example's loss and gradient row are NaN.
       logits: floating tensor of shape ``labels.shape + [K]``.
       name: optional name scope, as in ``tf.nn``.
       label_smoothing: ε in [0, 1] (keyword-only), a number or a scalar tensor.
+      check_labels: when eager labels are read (keyword-only): ``None`` when they are in host
+        memory, ``True`` always (one device synchronisation per call on a GPU), ``False``
+        never. Graph tensors can never be read.
+      z_loss: λ ≥ 0 (keyword-only, a Python number): adds λ·lse(z)² to each example's loss.
+      softcap: c > 0 (keyword-only, a Python number) or ``None``: z becomes c·tanh(z/c) first.
 
     Returns:
       A tensor of the labels' shape and the logits' dtype.
@@ -115,20 +128,48 @@ def sparse_softmax_cross_entropy_with_logits(
                 f"labels must be integer class indices, got dtype {labels.dtype.name}; "
                 "probability labels go to softmax_cross_entropy_with_logits"
             )
-        if labels.shape.rank is None:  # unknown rank: the logits' batch shape, checked at run time
-            labels = tf.reshape(labels, tf.shape(logits)[:-1])
-        spec = _spec(label_smoothing, -1)
-        return _with_gradient(spec, labels_grad=False)(logits, labels)
+        spec = _spec(label_smoothing, -1, check_labels=check_labels, z_loss=z_loss, softcap=softcap)
+        return _with_gradient(spec, labels_grad=False)(logits, _index_labels(labels, logits, -1))
 
 
-def _spec(label_smoothing: Any, axis: Any, ignore_index: Any = None) -> LossSpec:
-    """The checked spec; a tensor ε (a ``tf.Variable`` is read here, once) stays a tensor."""
+def _cast_dense(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Integer or boolean probability labels (one-hot, say) in the logits' dtype, as tf.nn
+    casts them; class indices (one dimension fewer than the logits) are refused."""
+    rank, logits_rank = labels.shape.rank, logits.shape.rank
+    indices = rank is not None and logits_rank is not None and rank == logits_rank - 1
+    if not (labels.dtype.is_integer or labels.dtype == tf.bool) or indices:
+        raise TypeError(
+            f"labels must be probabilities of the logits' shape, got dtype "
+            f"{labels.dtype.name} and shape {labels.shape}; integer class indices go to "
+            "sparse_softmax_cross_entropy_with_logits"
+        )
+    return tf.cast(labels, logits.dtype)
+
+
+def _spec(
+    label_smoothing: Any,
+    axis: Any,
+    check_labels: bool | None = None,
+    z_loss: Any = 0.0,
+    softcap: Any = None,
+) -> LossSpec:
+    """The checked spec; a tensor ε (a ``tf.Variable`` is read here, once) stays a tensor.
+    ``z_loss`` and ``softcap`` are Python numbers, part of the static spec (one XLA
+    compilation per value)."""
     eps = label_smoothing
     if isinstance(eps, (tf.Tensor, tf.Variable)):
         eps = tf.convert_to_tensor(eps)
         if not (eps.dtype.is_floating or eps.dtype == tf.bool):
             eps = tf.cast(eps, tf.float32)
-    return LossSpec(eps, axis, ignore_index=ignore_index, reduction="none", names=NAMES)
+    return LossSpec(
+        eps,
+        axis,
+        reduction="none",
+        check_labels=check_labels,
+        names=NAMES,
+        z_loss=z_loss,
+        softcap=softcap,
+    )
 
 
 def _evaluate(spec: LossSpec, logits: tf.Tensor, labels: tf.Tensor, labels_grad: bool) -> Any:
@@ -136,12 +177,25 @@ def _evaluate(spec: LossSpec, logits: tf.Tensor, labels: tf.Tensor, labels_grad:
 
     Eagerly the core runs as it is (its checks read the values; no compile per new shape).
     In graph mode (tf.function, Keras's train step) TensorFlow would run the kernel as
-    separate ops with N×C intermediates; XLA fuses them, about 1.6× faster on CPU.
+    separate ops with N×C intermediates; XLA fuses them, about 1.6× faster on CPU. While
+    TensorFlow's op callbacks instrument the graph (``tf.debugging.enable_check_numerics``,
+    ``enable_dump_debug_info``) the ops stay plain TF ops: XLA cannot compile the
+    instrumentation, and check_numerics then names the op that made a NaN.
     """
     static, (eps, _, _) = spec.split()
-    if tf.executing_eagerly():
+    if tf.executing_eagerly() or _instrumented():
         return _core(static, logits, labels, eps, labels_grad)
     return _xla_core(static, logits, labels, eps, labels_grad)
+
+
+def _instrumented() -> bool:
+    """Whether TensorFlow's op callbacks watch the ops being built (internal helper; without
+    it, the core is compiled)."""
+    try:
+        from tensorflow.python.framework.op_callbacks import should_invoke_op_callbacks
+    except ImportError:  # pragma: no cover - a TensorFlow without the helper
+        return False
+    return bool(should_invoke_op_callbacks())
 
 
 def _core(static: LossSpec, logits: Any, labels: Any, eps: Any, labels_grad: bool) -> Any:
@@ -150,20 +204,46 @@ def _core(static: LossSpec, logits: Any, labels: Any, eps: Any, labels_grad: boo
     return result.value, result.grad, result.grad_labels
 
 
-_xla_core = tf.function(_core, jit_compile=True, autograph=False, reduce_retracing=True)
+# No reduce_retracing: relaxing a traced shape to None would hide the class dimension K
+# (and the labels' shape) that the core needs statically.
+_xla_core = tf.function(_core, jit_compile=True, autograph=False)
 
 
-def differentiable_loss(spec: LossSpec, logits: Any, labels: Any, labels_grad: bool = False) -> Any:
+def differentiable_loss(
+    spec: LossSpec, logits: Any, labels: Any, labels_grad: bool | None = None
+) -> Any:
     """The per-example loss of ``spec`` (``reduction="none"``) with TF gradients: the seam
-    smoothce.keras uses on the TensorFlow backend."""
-    return _with_gradient(spec, labels_grad=labels_grad)(logits, labels)
+    smoothce.keras uses on the TensorFlow backend.
+
+    Probability labels get a derivative (as Keras's own losses give ``y_true`` one) when a
+    ``tf.GradientTape`` records them, or always with ``labels_grad=True``; Keras's train
+    step watches only the weights, so the usual step forms none.
+    """
+    logits, labels = tf.convert_to_tensor(logits), tf.convert_to_tensor(labels)
+    if labels.dtype.is_floating:
+        logits, labels = _dense_labels(labels, logits)
+        if labels_grad is None:
+            labels_grad = _recorded(labels)
+    elif labels.dtype.is_integer and isinstance(spec.axis, int):
+        labels = _index_labels(labels, logits, spec.axis)
+    return _with_gradient(spec, labels_grad=bool(labels_grad))(logits, labels)
+
+
+def _recorded(x: tf.Tensor) -> bool:
+    """Whether a gradient tape records ``x`` (TensorFlow's internal helper; without it, yes)."""
+    try:
+        from tensorflow.python.eager.record import should_record_backprop
+    except ImportError:  # pragma: no cover - a TensorFlow without the helper
+        return True
+    return bool(should_record_backprop([x]))
 
 
 def _with_gradient(spec: LossSpec, *, labels_grad: bool) -> Any:
     """The loss as a function of (logits, labels) with its gradient registered.
 
-    ``labels_grad=False`` (integer labels, and smoothce.keras, whose targets are data) forms
-    no labels' derivative.
+    ``labels_grad=False`` (integer labels; smoothce.keras's targets unless a tape records them)
+    forms no labels' derivative. Probability labels arrive with the logits' shape (see
+    :func:`_dense_labels`), so their derivative needs no reduction here.
     """
     axes = spec.axis if isinstance(spec.axis, tuple) else (spec.axis,)
 
@@ -178,20 +258,93 @@ def _with_gradient(spec: LossSpec, *, labels_grad: bool) -> Any:
             d_logits = logits_grad * tf.cast(per_row, logits_grad.dtype)
             if labels_derivative is None:
                 return d_logits, None
-            d_labels = labels_derivative * tf.cast(per_row, labels_derivative.dtype)
-            if d_labels.shape != labels.shape:  # broadcast labels: sum over the broadcast axes
-                d_labels = _unbroadcast(d_labels, labels)
-            return d_logits, d_labels
+            return d_logits, labels_derivative * tf.cast(per_row, labels_derivative.dtype)
 
         return value, backward
 
     return smoothed_ce
 
 
-def _unbroadcast(grad: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-    """``grad`` summed down to ``like``'s (broadcast) shape."""
-    extra = grad.shape.rank - like.shape.rank
-    if extra:
-        grad = tf.reduce_sum(grad, axis=list(range(extra)))
-    axes = [i for i, d in enumerate(like.shape) if d == 1 and grad.shape[i] != 1]
-    return tf.reduce_sum(grad, axis=axes, keepdims=True) if axes else grad
+# --- labels whose shape a graph leaves open ---------------------------------------------------
+#
+# Eagerly every shape is known and the core checks it. In a graph (tf.function, TF1) the
+# labels' rank or sizes may be unknown until it runs; there the labels are fitted with ops
+# that fail when the graph runs (or when XLA compiles it), as tf.nn's own kernels do.
+
+
+def _dense_labels(labels: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(logits, labels) with the labels broadcast to the logits' shape, as tf.nn broadcasts
+    them, and both with the same static shape.
+
+    Broadcasting here, outside the custom gradient, lets TensorFlow's own gradient of
+    ``broadcast_to`` sum the labels' derivative back to their shape, whatever the sizes turn
+    out to be. What one side knows statically of the (equal) shapes is given to the other
+    (``ensure_shape``, no cost at run time). Shapes that cannot broadcast are left to the
+    core's ``ValueError``.
+    """
+    shape, target = labels.shape, logits.shape
+    if target.rank is None or (shape == target and target.is_fully_defined()):
+        return logits, labels
+    if shape.rank is not None:
+        trailing = target[target.rank - shape.rank :] if shape.rank <= target.rank else None
+        if trailing is None or not all(
+            a is None or b is None or a in (1, b)
+            for a, b in zip(shape.as_list(), trailing.as_list(), strict=True)
+        ):
+            return logits, labels  # the core names both shapes
+    labels = tf.broadcast_to(labels, tf.shape(logits))
+    known = target.merge_with(labels.shape)  # broadcast_to may know sizes the logits do not
+    if known != target:
+        logits = tf.ensure_shape(logits, known)
+    if known != labels.shape:
+        labels = tf.ensure_shape(labels, known)
+    return logits, labels
+
+
+def _index_labels(labels: tf.Tensor, logits: tf.Tensor, axis: int) -> tf.Tensor:
+    """Integer labels that must have the logits' shape without ``axis``, checked when the
+    graph runs where it leaves their sizes open.
+
+    ``ensure_shape`` fixes an unknown rank. The sizes are then compared by an assertion that
+    fails when the graph runs, as tf.nn's kernel does (TensorFlow's graph optimiser removes
+    reshapes whose shapes it cannot tell apart, so only an assertion is sure to run). XLA
+    compiles for concrete shapes and ignores assertions: there, broadcasting to the batch
+    shape (sizes equal or 1) and reshaping to it (element counts equal) fail at compile time
+    unless the shapes agree; their minimum keeps both (both are the labels).
+    """
+    rank = logits.shape.rank
+    if rank is None or not -rank <= axis < rank:
+        return labels  # the core raises
+    axis %= rank
+    static = logits.shape[:axis].concatenate(logits.shape[axis + 1 :])
+    shape = labels.shape
+    if shape.is_fully_defined() and static.is_fully_defined():
+        return labels  # eager tensors always: the core compares the shapes
+    if shape.rank is not None and (
+        shape.rank != static.rank or not shape.is_compatible_with(static)
+    ):
+        return labels  # wrong already at trace time: the core raises ValueError
+    with tf.name_scope("check_labels_shape"):
+        if shape.rank is None:
+            labels = tf.ensure_shape(labels, static)
+        dims = tf.shape(logits)
+        batch = tf.concat([dims[:axis], dims[axis + 1 :]], 0)
+        if _in_xla():
+            return tf.minimum(tf.reshape(labels, batch), tf.broadcast_to(labels, batch))
+        check = tf.debugging.assert_equal(
+            tf.shape(labels, out_type=batch.dtype),
+            batch,
+            message="labels must have the logits' shape without the class axis",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(labels)
+
+
+def _in_xla() -> bool:
+    """Whether the graph being built is compiled by XLA (``jit_compile``): asked through
+    TensorFlow's internal helper; without it, the check is an assertion."""
+    try:
+        from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext
+    except ImportError:  # pragma: no cover - a TensorFlow without the helper
+        return False
+    return bool(GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))

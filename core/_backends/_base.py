@@ -9,6 +9,7 @@ override what their library does better or differently.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
@@ -120,9 +121,10 @@ class Backend:
         """Why the gradient may not be written into ``x``'s own buffer (None: it may)."""
         return f"{type(x).__module__}.{type(x).__name__} arrays cannot be written in place"
 
-    def constant(self, xp: Any, value: float, dtype: Any, like: Any) -> Any:
-        """A 0-d array of ``value`` in ``dtype`` on ``like``'s device."""
-        return xp.asarray(value, dtype=dtype, device=self.device(like))
+    def poison(self, xp: Any, dtype: Any, like: Any) -> Any:
+        """``f(bad, value)``: ``value`` where ``bad`` is False, NaN (in ``dtype``) where True;
+        how invalid rows are marked."""
+        return lambda bad, value: xp.where(bad, math.nan, value)
 
     def index_dtype(self, xp: Any, x: Any) -> Any:
         """The library's default indexing dtype on ``x``'s device."""

@@ -5,6 +5,7 @@ Nothing here imports torch at module level: a tensor can only exist once the use
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 from typing import Any
@@ -96,18 +97,18 @@ class TorchBackend(Backend):
 
         return torch.int64
 
-    def constant(self, xp: Any, value: float, dtype: Any, like: Any) -> Any:
-        # made once per device and dtype: creating a scalar tensor is an op on every call,
-        # and on an accelerator every op is a kernel launch
+    def poison(self, xp: Any, dtype: Any, like: Any) -> Any:
+        # NaN made once per device and dtype: a scalar tensor is an op on every call, and on
+        # an accelerator every op is a kernel launch
         import torch
 
         if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-            return value
-        key = (value if value == value else "nan", dtype, like.device)
-        tensor = _CONSTANTS.get(key)
-        if tensor is None:
-            tensor = _CONSTANTS[key] = torch.tensor(value, dtype=dtype, device=like.device)
-        return tensor
+            return super().poison(xp, dtype, like)
+        key = ("nan", dtype, like.device)
+        nan = _CONSTANTS.get(key)
+        if nan is None:
+            nan = _CONSTANTS[key] = torch.tensor(math.nan, dtype=dtype, device=like.device)
+        return lambda bad, value: torch.where(bad, nan, value)
 
     def dtype_kind(self, xp: Any, dtype: Any) -> str:
         # attribute reads: fast, and traceable by torch.compile (a dict keyed by dtype is not)
