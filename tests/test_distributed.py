@@ -194,8 +194,11 @@ JAX_SCRIPT = textwrap.dedent(
         out[name] = err(got, want)
         g_want = jax.jit(jax.grad(lambda a: fn(a, labels).sum()))(z)
         for vma in (True, False):
-            g_got = jax.jit(jax.grad(lambda a: sharded(fn, spec, vma)(a, labels).sum()))(z)
-            out[f"{name}_grad_vma{vma}"] = err(g_got, g_want)
+            step = jax.jit(jax.grad(lambda a: sharded(fn, spec, vma)(a, labels).sum()))
+            out[f"{name}_grad_vma{vma}"] = err(step(z), g_want)
+            # one max and one stacked sum forward, nothing backward
+            hlo = step.lower(z).compile().as_text()
+            out[f"{name}_all_reduces_vma{vma}"] = hlo.count("all-reduce(")
         # forward mode: the tangent of the global loss (each device's part, psum'd)
         jvp = lambda f: jax.jit(lambda a, d: jax.jvp(lambda x: f(x, labels), (a,), (d,))[1])
         t_got, t_want = jvp(sharded(fn, spec))(z, dz), jvp(fn)(z, dz)
@@ -209,6 +212,22 @@ JAX_SCRIPT = textwrap.dedent(
     dense = lambda a, b, **k: sj.softmax_cross_entropy(a, b, label_smoothing=0.2, **k)
     d_q = jax.jit(jax.grad(lambda b: sharded(dense, P(None, "v"))(z, b).sum()))(q)
     out["dense_grad_labels"] = err(d_q, jax.jit(jax.grad(lambda b: dense(z, b).sum()))(q))
+
+    # the fused linear head: weight and bias split by rows (classes), hidden replicated
+    hid, w_lin, b_lin = (jnp.asarray(rng.normal(size=s)) for s in ((6, 5), (16, 5), (16,)))
+    up = jnp.asarray(rng.uniform(0.5, 1.5, size=6))
+    lin = lambda h, w, b, **k: sj.linear_softmax_cross_entropy_with_integer_labels(
+        h, w, y, linear_bias=b, label_smoothing=0.2, z_loss=1e-2, chunk_size=4, **k)
+    lin_grads = lambda f: jax.jit(jax.grad(lambda *a: (f(*a) * up).sum(), argnums=(0, 1, 2)))
+    want = jax.jit(lin)(hid, w_lin, b_lin)
+    g_want = lin_grads(lin)(hid, w_lin, b_lin)
+    for vma in (True, False):
+        mapped = jax.jit(jax.shard_map(lambda h, w, b: lin(h, w, b, axis_name="v"), mesh=mesh,
+                                       in_specs=(P(None, None), P("v", None), P("v")),
+                                       out_specs=P(None), check_vma=vma))
+        out[f"linear_vma{vma}"] = err(mapped(hid, w_lin, b_lin), want)
+        g_got = lin_grads(mapped)(hid, w_lin, b_lin)
+        out[f"linear_grads_vma{vma}"] = max(map(err, g_got, g_want))
 
     # a 2-D mesh: examples split over "d", classes over "v"; the class axis in the middle
     mesh2 = Mesh(np.array(jax.devices()[:4]).reshape(2, 2), ("d", "v"))
@@ -253,9 +272,11 @@ def test_jax_shard_map_and_sharded_jit():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    keys = [key for key in out if "all_gather" not in key]
-    assert len(keys) == 16, sorted(out)
+    keys = [key for key in out if "all_gather" not in key and "all_reduces" not in key]
+    assert len(keys) == 20, sorted(out)
     for key in keys:
         assert out[key] < 1e-10, (key, out[key])
     assert not out["jit_hlo_all_gather"]
     assert not out["jit_sj_hlo_all_gather"]
+    for key in (k for k in out if "all_reduces" in k):
+        assert out[key] == 2, (key, out[key])

@@ -4,7 +4,8 @@
 probability (or one-hot) labels, ``softmax_cross_entropy_with_integer_labels`` takes class
 indices. Both return one loss per example, as optax does, and are differentiable (forward and
 reverse mode, Hessians) through a ``jax.custom_jvp`` built on the core's derivatives. The
-positional order is optax's; ``label_smoothing`` is keyword-only.
+positional order is optax's; ``label_smoothing`` is keyword-only. ``axis_name`` computes the
+loss of class-sharded logits inside ``jax.shard_map`` (vocab parallelism).
 """
 
 from ._linear import (

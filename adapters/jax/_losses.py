@@ -12,6 +12,11 @@ arguments and registers a ``jax.custom_jvp``. Its tangent,
 is linear in the tangents, so JAX gets reverse mode by transposing it; the derivatives are
 themselves built from ``jax.numpy`` operations, so differentiating the rule again gives
 Hessians. Inputs whose tangent is a symbolic zero (usually ε and the labels) cost nothing.
+
+With ``axis_name`` (vocab parallelism, inside ``jax.shard_map``) the core combines its row
+statistics over the class slices through ``_shard.JaxShard`` (one ``pmax``, one ``psum``), and
+the sums over classes in the tangent cover this device's slice only, so they are ``psum``'d:
+the tangent is the global loss's, and its transpose hands every slice the same cotangent.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from smoothce.internal import LossSpec, Names, evaluate
+
+from ._shard import shard_for
 
 __all__ = [
     "differentiable_loss",
@@ -45,6 +52,7 @@ def softmax_cross_entropy(
     label_smoothing: Any = 0.1,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    axis_name: Any = None,
 ) -> jax.Array:
     r"""Label-smoothed softmax cross-entropy with probability (or one-hot) labels, per example.
 
@@ -72,6 +80,11 @@ def softmax_cross_entropy(
         differentiable (``jax.grad`` with respect to it works).
       z_loss: λ ≥ 0 (keyword-only): adds λ·lse² to each example's loss (PaLM's z-loss).
       softcap: c > 0 (keyword-only): the logits become c·tanh(z/c) first (Gemma 2).
+      axis_name: vocab parallelism (keyword-only): inside ``jax.shard_map`` with the class
+        ``axis`` split evenly over the mesh axis (or tuple of axes) ``axis_name``, the logits
+        and the labels are this device's slice of the classes; the result is the loss over all
+        classes, the same on every device, and the gradient this slice's. One class axis, no
+        ``where``.
 
     Returns:
       One loss per example: the logits' shape without ``axis``, in the logits' dtype.
@@ -86,7 +99,14 @@ def softmax_cross_entropy(
       [0.5137]
     """
     return _dispatch(
-        logits, labels, axis, where, label_smoothing, integer=False, terms=(z_loss, softcap)
+        logits,
+        labels,
+        axis,
+        where,
+        label_smoothing,
+        integer=False,
+        terms=(z_loss, softcap),
+        axis_name=axis_name,
     )
 
 
@@ -100,6 +120,7 @@ def softmax_cross_entropy_with_integer_labels(
     check_labels: bool | None = None,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    axis_name: Any = None,
 ) -> jax.Array:
     r"""Label-smoothed softmax cross-entropy with integer class labels, per example.
 
@@ -129,6 +150,11 @@ def softmax_cross_entropy_with_integer_labels(
         None: when that costs no device synchronisation (concrete arrays on the CPU); True:
         on any concrete array (one device-to-host read on an accelerator); False: never.
         Traced labels (under ``jit``) are never read.
+      axis_name: vocab parallelism (keyword-only): inside ``jax.shard_map`` with the class
+        ``axis`` split evenly over the mesh axis (or tuple of axes) ``axis_name``, the logits
+        are this device's slice of the classes and the labels global class ids (replicated);
+        the result is the loss over all classes, the same on every device, and the gradient
+        this slice's. One class axis, no ``where``.
 
     Returns:
       One loss per example: the labels' shape, in the logits' dtype. A label outside [0, K)
@@ -152,6 +178,7 @@ def softmax_cross_entropy_with_integer_labels(
         integer=True,
         check_labels=check_labels,
         terms=(z_loss, softcap),
+        axis_name=axis_name,
     )
 
 
@@ -165,6 +192,7 @@ def _dispatch(
     integer: bool,
     check_labels: bool | None = None,
     terms: tuple[Any, Any] = (0.0, None),
+    axis_name: Any = None,
 ) -> jax.Array:
     """Convert the arguments, build the spec, then call the differentiable core wrapper."""
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
@@ -180,6 +208,18 @@ def _dispatch(
         )
     if axis is None and not integer:
         axis = tuple(range(logits.ndim))  # optax: every axis is a class axis
+    shard = None
+    if axis_name is not None:
+        if where is not None:
+            raise ValueError(
+                "axis_name (class-sharded logits) takes no where mask: mask the examples in "
+                "your reduction instead"
+            )
+        if isinstance(axis, (tuple, list)) and len(axis) != 1:
+            raise ValueError(
+                f"axis_name (class-sharded logits) needs one class axis, got axis={axis!r}"
+            )
+        shard = shard_for(axis_name)
     if where is not None:
         where = jnp.asarray(where)
         if where.ndim < logits.ndim:
@@ -197,6 +237,7 @@ def _dispatch(
         names=NAMES,
         z_loss=terms[0],
         softcap=terms[1],
+        shard=shard,
     )
     if not isinstance(spec.eps, jax.Array):
         # a number, or NumPy host data checked when the spec was made: a constant array in
@@ -251,6 +292,10 @@ def _per_example_jvp(
     if live[1]:
         step = result.grad_labels.astype(acc) * d_labels.astype(acc)
         tangent = tangent + jnp.sum(jnp.broadcast_to(step, logits.shape), axis=axes)
+    if static.shard is not None and (live[0] or live[1]):
+        # each device summed over its own classes: the global loss's tangent is their sum
+        # (a psum, whose transpose hands every device the same cotangent)
+        tangent = static.shard.sum(tangent)
     if live[2]:
         tangent = tangent + result.grad_eps.astype(acc) * d_eps.astype(acc)
     return value, tangent.astype(value.dtype)
