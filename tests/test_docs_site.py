@@ -40,7 +40,7 @@ PUBLIC_MODULES = {
 }
 # modules whose docstrings are not converted to the conventions yet (mkdocs.yml lists the same
 # ones under LegacyDocstrings): only their anchors are checked. Remove a module once converted.
-LEGACY = {"smoothce.jax", "smoothce.tensorflow", "smoothce.keras"}
+LEGACY = {"smoothce.jax"}
 
 # pages that show the forbidden markup on purpose, as examples of what not to write
 DESCRIBES_MARKUP = {"contributing-docs"}

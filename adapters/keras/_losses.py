@@ -1,16 +1,16 @@
-"""Keras 3 losses whose values and gradients come from smoothce's core.
+r"""Keras 3 losses whose values and gradients come from smoothce's core.
 
 Keras does the plumbing it always does (casting to the loss dtype, sample weights, masks,
-reductions, serialization); ``call`` only turns Keras's inputs into one
-:class:`~smoothce.internal.LossSpec` and hands it, with the logits (or probabilities) and the
-labels, to the smoothce adapter of the active Keras backend, whose autodiff rule carries the
-core's derivatives: ``smoothce.tensorflow`` (``tf.custom_gradient``), ``smoothce.jax``
-(``jax.custom_jvp``) or ``smoothce.torch`` (``torch.autograd.Function``). Probabilities
-(``from_logits=False``) are turned into log-probabilities by the core, the way Keras does it.
+reductions, serialization); `call` only turns Keras's inputs into one `LossSpec` (from
+`smoothce.internal`) and hands it, with the logits (or probabilities) and the labels, to the
+smoothce adapter of the active Keras backend, whose autodiff rule carries the core's
+derivatives: `smoothce.tensorflow` (`tf.custom_gradient`), `smoothce.jax` (`jax.custom_jvp`)
+or `smoothce.torch` (`torch.autograd.Function`). Probabilities (`from_logits=False`) are
+turned into log-probabilities by the core, the way Keras does it.
 
-The keyword-only ``z_loss`` (PaLM's λ·lse(z)²) and ``softcap`` (Gemma 2's c·tanh(z/c)) act on
-logits and need ``from_logits=True``: on log-probabilities lse is 0, so the z-loss would add
-nothing, and capping log-probabilities is not capping logits.
+The keyword-only `z_loss` (PaLM's $\lambda \operatorname{lse}(z)^2$) and `softcap` (Gemma 2's
+$c \tanh(z/c)$) act on logits and need `from_logits=True`: on log-probabilities lse is 0, so
+the z-loss would add nothing, and capping log-probabilities is not capping logits.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 import smoothce
+from smoothce import Array
 from smoothce.internal import LossSpec, Names, check_index
 
 __all__ = [
@@ -100,29 +101,69 @@ def per_example(spec: LossSpec, y_pred: Any, labels: Any) -> Any:
 
 
 def categorical_crossentropy(
-    y_true: Any,
-    y_pred: Any,
+    y_true: Array,
+    y_pred: Array,
     from_logits: bool = False,
     label_smoothing: float = 0.1,
     axis: int = -1,
     *,
     z_loss: float = 0.0,
     softcap: float | None = None,
-) -> Any:
-    r"""Per-example label-smoothed cross-entropy, ``keras.losses.categorical_crossentropy``'s form.
+) -> Array:
+    r"""Per-example label-smoothed cross-entropy, `keras.losses.categorical_crossentropy`'s form.
 
-    :math:`L = -\sum_c q_c \log p_c` with :math:`q = (1 - \varepsilon)\,y + \varepsilon/K`;
-    p = softmax(``y_pred``) when ``from_logits``, else ``y_pred`` normalised and clipped as
-    Keras does. Same arguments and order as Keras's; only the default ``label_smoothing``
-    differs (0.1). Keyword-only, with ``from_logits=True`` only: ``z_loss`` (λ ≥ 0) adds
-    λ·lse(z)² per example; ``softcap`` (c > 0) makes the logits c·tanh(z/c) first.
+    For each example, with $K$ classes on `axis` and $q = (1 - \varepsilon)\,y + \varepsilon/K$,
 
-    Example:
-      >>> import numpy as np, smoothce.keras
-      >>> loss = smoothce.keras.categorical_crossentropy(
-      ...     np.array([[1.0, 0.0, 0.0]]), np.array([[2.0, 1.0, 0.1]]), from_logits=True)
-      >>> [round(float(v), 4) for v in loss]
-      [0.5137]
+    $$
+    L = -\sum_c q_c \log p_c ,
+    $$
+
+    where $p = \mathrm{softmax}$(`y_pred`) when `from_logits`, else `y_pred` normalised and
+    clipped as Keras does. Same arguments and order as Keras's; only the default
+    `label_smoothing` differs (0.1). Keyword-only, with `from_logits=True` only: `z_loss`
+    ($\lambda \ge 0$) adds $\lambda \operatorname{lse}(z)^2$ per example; `softcap` ($c > 0$)
+    makes the logits $c \tanh(z/c)$ first. [smoothce.keras.CategoricalCrossentropy][] is the
+    `keras.losses.Loss` form.
+
+    Args:
+        y_true: One-hot or probability targets of `y_pred`'s shape, a tensor of the active
+            Keras backend or a NumPy array; cast to `y_pred`'s dtype.
+        y_pred: Probabilities (`from_logits=False`) or logits (`from_logits=True`), a real
+            floating tensor of the active Keras backend (or a NumPy array) with the $K$ classes
+            along `axis`; 16-bit floats are accumulated in float32.
+        from_logits: Whether `y_pred` holds logits rather than probabilities.
+        label_smoothing: Smoothing $\varepsilon \in [0, 1]$; default 0.1.
+        axis: The class axis ($K$ is its size, also for `axis != -1`).
+        z_loss: $\lambda \ge 0$ (keyword-only): adds $\lambda \operatorname{lse}(z)^2$ to each
+            example's loss (PaLM's z-loss); 0 adds nothing. Needs `from_logits=True`.
+        softcap: $c > 0$ (keyword-only): the logits become $c \tanh(z/c)$ before everything
+            else (Gemma 2); `None` caps nothing. Needs `from_logits=True`.
+
+    Returns:
+        One loss per example: a tensor of the active backend, in `y_pred`'s dtype, of
+        `y_pred`'s shape without `axis`, differentiable by the backend's autodiff (on the
+        numpy backend, values only).
+
+    Raises:
+        ValueError: `z_loss` or `softcap` with `from_logits=False`, $\varepsilon$ outside
+            $[0, 1]$, $\lambda < 0$ or $c \le 0$, shapes that do not fit, an `axis` out of
+            range.
+        TypeError: A `z_loss` or `softcap` that is a string or a bool, a non-floating
+            `y_pred`.
+
+    Examples:
+        >>> import numpy as np, smoothce.keras
+        >>> loss = smoothce.keras.categorical_crossentropy(
+        ...     np.array([[1.0, 0.0, 0.0]]), np.array([[2.0, 1.0, 0.1]]), from_logits=True)
+        >>> [round(float(v), 4) for v in loss]
+        [0.5137]
+
+        From probabilities, Keras's default:
+
+        >>> loss = smoothce.keras.categorical_crossentropy(
+        ...     np.array([[1.0, 0.0, 0.0]]), np.array([[0.7, 0.2, 0.1]]))
+        >>> [round(float(v), 4) for v in loss]
+        [0.4633]
     """
     spec = loss_spec(
         label_smoothing, axis, from_logits=bool(from_logits), z_loss=z_loss, softcap=softcap
@@ -132,8 +173,8 @@ def categorical_crossentropy(
 
 
 def sparse_categorical_crossentropy(
-    y_true: Any,
-    y_pred: Any,
+    y_true: Array,
+    y_pred: Array,
     from_logits: bool = False,
     ignore_class: int | None = None,
     axis: int = -1,
@@ -141,21 +182,67 @@ def sparse_categorical_crossentropy(
     label_smoothing: float = 0.1,
     z_loss: float = 0.0,
     softcap: float | None = None,
-) -> Any:
+) -> Array:
     r"""Per-example label-smoothed cross-entropy for integer labels, no one-hot built.
 
-    :math:`L = \operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{K}\sum_c z_c`.
-    ``keras.losses.sparse_categorical_crossentropy``'s arguments and order, plus the
-    keyword-only ``label_smoothing`` (Keras's sparse loss has none), ``z_loss`` and ``softcap``
-    (as in :func:`categorical_crossentropy`). Examples whose label is ``ignore_class`` get
-    loss 0.
+    For each example with label $y$ and logits $z$ (log-probabilities when
+    `from_logits=False`),
 
-    Example:
-      >>> import numpy as np, smoothce.keras
-      >>> loss = smoothce.keras.sparse_categorical_crossentropy(
-      ...     np.array([0]), np.array([[2.0, 1.0, 0.1]]), from_logits=True)
-      >>> [round(float(v), 4) for v in loss]
-      [0.5137]
+    $$
+    L = \operatorname{lse}(z) - (1 - \varepsilon)\,z_y - \frac{\varepsilon}{K}\sum_c z_c .
+    $$
+
+    `keras.losses.sparse_categorical_crossentropy`'s arguments and order, plus the
+    keyword-only `label_smoothing` (Keras's sparse loss has none), `z_loss` and `softcap` (as
+    in [smoothce.keras.categorical_crossentropy][]). Examples whose label is `ignore_class`
+    get loss 0. [smoothce.keras.SparseCategoricalCrossentropy][] is the `keras.losses.Loss`
+    form.
+
+    Args:
+        y_true: Integer class indices in $[0, K)$ (or `ignore_class`), a tensor of the active
+            Keras backend or a NumPy array of `y_pred`'s shape without `axis`; a trailing or
+            class-axis dimension of size 1 is squeezed, as Keras does. Read as int32.
+        y_pred: Probabilities (`from_logits=False`) or logits (`from_logits=True`), a real
+            floating tensor of the active Keras backend (or a NumPy array) with the $K$ classes
+            along `axis`; 16-bit floats are accumulated in float32.
+        from_logits: Whether `y_pred` holds logits rather than probabilities.
+        ignore_class: A label value whose examples get loss 0 and no gradient. `None`
+            ignores nothing.
+        axis: The class axis of `y_pred`.
+        label_smoothing: Smoothing $\varepsilon \in [0, 1]$ (keyword-only); default 0.1.
+        z_loss: $\lambda \ge 0$ (keyword-only): adds $\lambda \operatorname{lse}(z)^2$ to each
+            example's loss (PaLM's z-loss); 0 adds nothing. Needs `from_logits=True`.
+        softcap: $c > 0$ (keyword-only): the logits become $c \tanh(z/c)$ before everything
+            else (Gemma 2); `None` caps nothing. Needs `from_logits=True`.
+
+    Returns:
+        One loss per example: a tensor of the active backend, in `y_pred`'s dtype, of
+        `y_true`'s shape (`y_pred`'s without `axis`), differentiable by the backend's autodiff
+        with respect to `y_pred` (on the numpy backend, values only).
+
+    Raises:
+        ValueError: A label outside $[0, K)$ that is not `ignore_class`, eagerly (the error
+            is also an `IndexError`; in compiled steps that example's loss is NaN), `y_true`
+            whose shape does not fit `y_pred`, an `axis` out of range, `z_loss` or `softcap`
+            with `from_logits=False`, $\varepsilon$ outside $[0, 1]$, $\lambda < 0$ or
+            $c \le 0$.
+        TypeError: A `z_loss` or `softcap` that is a string or a bool, a non-integer
+            `ignore_class`, a non-floating `y_pred`.
+
+    Examples:
+        >>> import numpy as np, smoothce.keras
+        >>> loss = smoothce.keras.sparse_categorical_crossentropy(
+        ...     np.array([0]), np.array([[2.0, 1.0, 0.1]]), from_logits=True)
+        >>> [round(float(v), 4) for v in loss]
+        [0.5137]
+
+        An ignored label gives loss 0:
+
+        >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]])
+        >>> loss = smoothce.keras.sparse_categorical_crossentropy(
+        ...     np.array([0, 2]), logits, from_logits=True, ignore_class=2)
+        >>> [round(float(v), 4) for v in loss]
+        [0.5137, 0.0]
     """
     spec = loss_spec(
         label_smoothing,
@@ -192,31 +279,51 @@ def _integer_labels(y_true: Any, y_pred: Any, spec: LossSpec) -> Any:
 class CategoricalCrossentropy(keras.losses.Loss):
     r"""Label-smoothed categorical cross-entropy for one-hot or probability targets.
 
-    Drop-in for ``keras.losses.CategoricalCrossentropy``: the same arguments in the same
-    order; only the default ``label_smoothing`` differs (0.1). Per example, with K classes on
-    ``axis`` and :math:`q = (1 - \varepsilon)\,y + \varepsilon/K`,
-    :math:`L = -\sum_c q_c \log p_c`, where p = softmax(y_pred) when ``from_logits=True``,
-    else ``y_pred`` normalised and clipped as Keras does. Reductions, ``sample_weight`` and
-    serialization are Keras's.
+    Drop-in for `keras.losses.CategoricalCrossentropy`: the same arguments in the same
+    order; only the default `label_smoothing` differs (0.1). Per example, with $K$ classes on
+    `axis` and $q = (1 - \varepsilon)\,y + \varepsilon/K$,
+
+    $$
+    L = -\sum_c q_c \log p_c ,
+    $$
+
+    where $p = \mathrm{softmax}$(`y_pred`) when `from_logits=True`, else `y_pred` normalised
+    and clipped as Keras does (on the TensorFlow backend, a softmax output layer's logits are
+    used, as Keras's own loss uses them). Reductions, `sample_weight` and serialization are
+    Keras's: calling `loss(y_true, y_pred, sample_weight=None)` takes `y_true` and `y_pred`
+    as [smoothce.keras.categorical_crossentropy][] does and returns the reduced loss in the
+    loss dtype. The values and gradients come from the smoothce adapter of the active Keras
+    backend.
 
     Args:
-      from_logits: whether ``y_pred`` holds logits rather than probabilities.
-      label_smoothing: ε in [0, 1].
-      axis: the class axis (K is its size, also for ``axis != -1``).
-      reduction: any Keras reduction (``"sum_over_batch_size"``, ``"sum"``, ``"mean"``,
-        ``"mean_with_sample_weight"``, ``"none"`` or ``None``).
-      name: the loss's name.
-      dtype: the loss's computation dtype (``keras.backend.floatx()`` when ``None``).
-      z_loss: λ ≥ 0 (keyword-only): adds λ·lse(z)² to each example's loss (PaLM's z-loss).
-        Needs ``from_logits=True``.
-      softcap: c > 0 or ``None`` (keyword-only): the logits become c·tanh(z/c) before
-        everything else (Gemma 2). Needs ``from_logits=True``.
+        from_logits: Whether `y_pred` holds logits rather than probabilities.
+        label_smoothing: Smoothing $\varepsilon \in [0, 1]$; default 0.1.
+        axis: The class axis ($K$ is its size, also for `axis != -1`).
+        reduction: Any Keras reduction (`"sum_over_batch_size"`, `"sum"`, `"mean"`,
+            `"mean_with_sample_weight"`, `"none"` or `None`).
+        name: The loss's name.
+        dtype: The loss's computation dtype. `None`: `keras.backend.floatx()`.
+        z_loss: $\lambda \ge 0$ (keyword-only): adds $\lambda \operatorname{lse}(z)^2$ to each
+            example's loss (PaLM's z-loss); 0 adds nothing. Needs `from_logits=True`.
+        softcap: $c > 0$ (keyword-only): the logits become $c \tanh(z/c)$ before everything
+            else (Gemma 2); `None` caps nothing. Needs `from_logits=True`.
 
-    Example:
-      >>> import numpy as np, smoothce.keras
-      >>> loss = smoothce.keras.CategoricalCrossentropy(from_logits=True)
-      >>> round(float(loss(np.array([[1.0, 0.0, 0.0]]), np.array([[2.0, 1.0, 0.1]]))), 4)
-      0.5137
+    Raises:
+        ValueError: When the loss is made: `z_loss` or `softcap` with `from_logits=False`,
+            $\varepsilon$ outside $[0, 1]$, $\lambda < 0$ or $c \le 0$.
+        TypeError: When the loss is made: a `z_loss` or `softcap` that is a string or a bool.
+
+    Examples:
+        >>> import numpy as np, smoothce.keras
+        >>> loss = smoothce.keras.CategoricalCrossentropy(from_logits=True)
+        >>> round(float(loss(np.array([[1.0, 0.0, 0.0]]), np.array([[2.0, 1.0, 0.1]]))), 4)
+        0.5137
+
+        `z_loss` and `softcap` appear in the config only when set:
+
+        >>> loss = smoothce.keras.CategoricalCrossentropy(from_logits=True, z_loss=1e-4)
+        >>> loss.get_config()["z_loss"], "softcap" in loss.get_config()
+        (0.0001, False)
     """
 
     def __init__(
@@ -240,7 +347,7 @@ class CategoricalCrossentropy(keras.losses.Loss):
         self.axis = self.spec.axis
         self.z_loss, self.softcap = self.spec.z_loss, self.spec.softcap
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
+    def call(self, y_true: Array, y_pred: Array) -> Array:
         return per_example(self.spec, y_pred, ops.cast(y_true, y_pred.dtype))
 
     def get_config(self) -> dict[str, Any]:
@@ -256,39 +363,62 @@ class CategoricalCrossentropy(keras.losses.Loss):
 class SparseCategoricalCrossentropy(keras.losses.Loss):
     r"""Label-smoothed cross-entropy for integer class labels, without building a one-hot.
 
-    Drop-in for ``keras.losses.SparseCategoricalCrossentropy``: the same arguments in the
-    same order, plus the keyword-only ``label_smoothing`` (which Keras's sparse loss lacks).
-    Per example with label y,
-    :math:`L = \operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{K}\sum_c z_c`
-    with z the logits (or log-probabilities when ``from_logits=False``), which equals
-    :class:`CategoricalCrossentropy` on ``one_hot(y)``.
+    Drop-in for `keras.losses.SparseCategoricalCrossentropy`: the same arguments in the
+    same order, plus the keyword-only `label_smoothing` (which Keras's sparse loss lacks),
+    `z_loss` and `softcap`. Per example with label $y$ and logits $z$ (log-probabilities when
+    `from_logits=False`),
 
-    Args:
-      from_logits: whether ``y_pred`` holds logits rather than probabilities.
-      ignore_class: a label value whose examples get loss 0 and are masked out of the
-        reduction, as in Keras (``"sum_over_batch_size"`` then averages over the other
-        examples only). ``None`` ignores nothing.
-      reduction: Keras's reduction of the per-example losses.
-      axis: the class axis of ``y_pred``; ``y_true`` has ``y_pred``'s shape without it (a
-        trailing or class-axis dimension of size 1 is squeezed, as Keras does).
-      name: the loss's name, Keras's default kept for a drop-in swap.
-      dtype: the loss dtype (Keras's policy when None).
-      label_smoothing: ε in [0, 1] (keyword-only).
-      z_loss: λ ≥ 0 (keyword-only): adds λ·lse(z)² to each example's loss (PaLM's z-loss).
-        Needs ``from_logits=True``.
-      softcap: c > 0 or ``None`` (keyword-only): the logits become c·tanh(z/c) before
-        everything else (Gemma 2). Needs ``from_logits=True``.
+    $$
+    L = \operatorname{lse}(z) - (1 - \varepsilon)\,z_y - \frac{\varepsilon}{K}\sum_c z_c ,
+    $$
+
+    which equals [smoothce.keras.CategoricalCrossentropy][] on `one_hot(y)`. Calling
+    `loss(y_true, y_pred, sample_weight=None)` takes `y_true` and `y_pred` as
+    [smoothce.keras.sparse_categorical_crossentropy][] does and returns the reduced loss in
+    the loss dtype; reductions, `sample_weight` and serialization are Keras's.
 
     Integer labels are read before Keras casts them to the loss dtype, so float16 and
     bfloat16 losses keep labels above 2048 and 256 exact (Keras's own loss rounds them).
-    Eagerly an out-of-range label raises ``ValueError``; in compiled training steps it
-    cannot be checked and turns that example's loss into NaN.
+    Eagerly an out-of-range label raises `ValueError`; in compiled training steps it cannot
+    be checked and turns that example's loss into NaN.
 
-    Example:
-      >>> import numpy as np, smoothce.keras
-      >>> loss = smoothce.keras.SparseCategoricalCrossentropy(from_logits=True)
-      >>> round(float(loss(np.array([0]), np.array([[2.0, 1.0, 0.1]]))), 4)
-      0.5137
+    Args:
+        from_logits: Whether `y_pred` holds logits rather than probabilities.
+        ignore_class: A label value whose examples get loss 0 and are masked out of the
+            reduction, as in Keras (`"sum_over_batch_size"` then averages over the other
+            examples only). `None` ignores nothing.
+        reduction: Keras's reduction of the per-example losses (`"sum_over_batch_size"`,
+            `"sum"`, `"mean"`, `"mean_with_sample_weight"`, `"none"` or `None`).
+        axis: The class axis of `y_pred`; `y_true` has `y_pred`'s shape without it (a
+            trailing or class-axis dimension of size 1 is squeezed, as Keras does).
+        name: The loss's name, Keras's default kept for a drop-in swap.
+        dtype: The loss dtype. `None`: Keras's policy (`keras.backend.floatx()`).
+        label_smoothing: Smoothing $\varepsilon \in [0, 1]$ (keyword-only); default 0.1.
+        z_loss: $\lambda \ge 0$ (keyword-only): adds $\lambda \operatorname{lse}(z)^2$ to each
+            example's loss (PaLM's z-loss); 0 adds nothing. Needs `from_logits=True`.
+        softcap: $c > 0$ (keyword-only): the logits become $c \tanh(z/c)$ before everything
+            else (Gemma 2); `None` caps nothing. Needs `from_logits=True`.
+
+    Raises:
+        ValueError: When the loss is made: `z_loss` or `softcap` with `from_logits=False`,
+            $\varepsilon$ outside $[0, 1]$, $\lambda < 0$ or $c \le 0$. When it is called
+            eagerly: a label outside $[0, K)$ that is not `ignore_class` (also an
+            `IndexError`), `y_true` whose shape does not fit `y_pred`.
+        TypeError: When the loss is made: a non-integer `ignore_class`, a `z_loss` or
+            `softcap` that is a string or a bool.
+
+    Examples:
+        >>> import numpy as np, smoothce.keras
+        >>> loss = smoothce.keras.SparseCategoricalCrossentropy(from_logits=True)
+        >>> round(float(loss(np.array([0]), np.array([[2.0, 1.0, 0.1]]))), 4)
+        0.5137
+
+        An ignored class is masked out of the mean:
+
+        >>> loss = smoothce.keras.SparseCategoricalCrossentropy(from_logits=True, ignore_class=2)
+        >>> logits = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]])
+        >>> round(float(loss(np.array([0, 2]), logits)), 4)
+        0.5137
     """
 
     def __init__(
@@ -330,7 +460,7 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         finally:
             self._labels = None
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
+    def call(self, y_true: Array, y_pred: Array) -> Array:
         if self._labels is not None:
             y_true = self._labels
         labels = _integer_labels(y_true, y_pred, self.spec)

@@ -1,14 +1,13 @@
-"""``tf.nn``-style label-smoothed cross-entropy, differentiated with the core's own derivatives.
+r"""`tf.nn`-style label-smoothed cross-entropy, differentiated with the core's own derivatives.
 
-Both functions take ``tf.nn``'s arguments in ``tf.nn``'s order, ``label_smoothing`` (and the LLM
-terms ``z_loss`` and ``softcap``) keyword-only, and return one loss per example, as
-``tf.nn.softmax_cross_entropy_with_logits`` and
-``tf.nn.sparse_softmax_cross_entropy_with_logits`` do, with the target smoothed first:
-q = (1 − ε)·y + ε/K. Values and derivatives come from one core pass
-(:func:`smoothce.internal.evaluate`, ``reduction="none"``, whose gradient row n is ∂L_n/∂z_n);
-this module only registers them with TensorFlow through ``tf.custom_gradient``. They work
-eagerly, in ``tf.function`` (XLA included), in TF1-style graphs (``tf.compat.v1``) and under
-``tf.distribute`` strategies.
+Both functions take `tf.nn`'s arguments in `tf.nn`'s order, `label_smoothing` (and the LLM
+terms `z_loss` and `softcap`) keyword-only, and return one loss per example, as
+`tf.nn.softmax_cross_entropy_with_logits` and `tf.nn.sparse_softmax_cross_entropy_with_logits`
+do, with the target smoothed first: $q = (1 - \varepsilon)\,y + \varepsilon/K$. Values and
+derivatives come from one core pass (`smoothce.internal.evaluate`, `reduction="none"`, whose
+gradient row $n$ is $\partial L_n/\partial z_n$); this module only registers them with
+TensorFlow through `tf.custom_gradient`. They work eagerly, in `tf.function` (XLA included),
+in TF1-style graphs (`tf.compat.v1`) and under `tf.distribute` strategies.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from smoothce import Array
 from smoothce.internal import LossSpec, Names, evaluate
 
 __all__ = ["softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_with_logits"]
@@ -25,48 +25,96 @@ NAMES = Names(eps="label_smoothing")
 
 
 def softmax_cross_entropy_with_logits(
-    labels: Any,
-    logits: Any,
+    labels: Array,
+    logits: Array,
     axis: int = -1,
     name: str | None = None,
     *,
-    label_smoothing: Any = 0.1,
+    label_smoothing: float | Array = 0.1,
     z_loss: float = 0.0,
     softcap: float | None = None,
 ) -> tf.Tensor:
     r"""Per-example softmax cross-entropy against smoothed probability labels.
 
-    For each example, with K classes on ``axis``, :math:`p = \mathrm{softmax}(\text{logits})`
-    and :math:`q = (1 - \varepsilon)\,\text{labels} + \varepsilon/K`,
-    :math:`L = -\sum_c q_c \log p_c`. ``label_smoothing=0`` gives exactly
-    ``tf.nn.softmax_cross_entropy_with_logits``.
+    A drop-in for `tf.nn.softmax_cross_entropy_with_logits`: its arguments in its order, plus
+    the keyword-only `label_smoothing`, `z_loss` and `softcap`. For each example, with $K$
+    classes on `axis`, logits $z$, $p = \mathrm{softmax}(z)$ and the smoothed target
+    $q = (1 - \varepsilon)\,\text{labels} + \varepsilon/K$,
+
+    $$
+    L = -\sum_c q_c \log p_c .
+    $$
+
+    `label_smoothing=0` gives exactly `tf.nn.softmax_cross_entropy_with_logits`. The loss and
+    its gradient come from one pass of the core, registered with `tf.custom_gradient`; the
+    function works eagerly, inside `tf.function` (XLA included), in TF1-style graphs and under
+    `tf.distribute` strategies. Integer class labels go to
+    [smoothce.tensorflow.sparse_softmax_cross_entropy_with_logits][].
 
     Args:
-      labels: tensor of the logits' shape (or broadcastable to it), each slice along
-        ``axis`` a distribution. As in ``tf.nn``, the gradient flows into ``labels`` too
-        (wrap them in ``tf.stop_gradient`` to prevent that), and integer (one-hot) labels
-        are cast to the logits' dtype; integer labels with one dimension fewer than the
-        logits are class indices and raise ``TypeError`` (they go to the sparse function).
-      logits: floating tensor; its class dimension must be statically known.
-      axis: the class axis.
-      name: optional name scope, as in ``tf.nn``.
-      label_smoothing: ε in [0, 1] (keyword-only), a number or a scalar tensor (no gradient
-        flows into a tensor ε).
-      z_loss: λ ≥ 0 (keyword-only, a Python number): adds λ·lse(z)² to each example's loss
-        (PaLM's z-loss); 0 adds nothing.
-      softcap: c > 0 (keyword-only, a Python number): the logits become c·tanh(z/c) before
-        everything else (Gemma 2's soft-capping); ``None`` caps nothing.
+        labels: Probability labels, a tensor (or anything `tf.convert_to_tensor` takes, a
+            `tf.Variable` included) of the logits' shape or broadcastable to it (`(1, K)`,
+            `(K,)` or `(N, 1)` against `(N, K)` logits), each slice along `axis` a
+            distribution; any floating dtype. As in `tf.nn`, the gradient flows into `labels`
+            too, summed back to their own shape (wrap them in `tf.stop_gradient` to prevent
+            that), and integer or boolean (one-hot) labels of the logits' rank are cast to the
+            logits' dtype; integer labels with one dimension fewer than the logits are class
+            indices and raise `TypeError` (they go to the sparse function).
+        logits: Real floating tensor (float16, bfloat16, float32 or float64) of any rank
+            $\ge 1$, with the $K$ classes along `axis`; 16-bit floats are accumulated in
+            float32. Its class dimension must be statically known (a graph may leave the other
+            sizes open).
+        axis: The class axis of the logits, any in $[-\text{rank}, \text{rank})$: first,
+            middle or last.
+        name: Optional name scope of the ops, as in `tf.nn`. `None`:
+            `"smooth_softmax_cross_entropy_with_logits"`.
+        label_smoothing: Smoothing $\varepsilon \in [0, 1]$ (keyword-only, default 0.1): a
+            Python number, a scalar tensor or a `tf.Variable` (read on each call, so it can be
+            scheduled without retracing). No gradient flows into a tensor $\varepsilon$.
+        z_loss: $\lambda \ge 0$ (keyword-only, a Python number): adds
+            $\lambda \operatorname{lse}(z)^2$ to each example's loss (PaLM's z-loss); 0 adds
+            nothing. Fixed when a `tf.function` is traced (a new value retraces).
+        softcap: $c > 0$ (keyword-only, a Python number): the logits become
+            $c \tanh(z/c)$ before everything else (Gemma 2's soft-capping); `None` caps
+            nothing. Fixed when a `tf.function` is traced.
 
     Returns:
-      A tensor of the logits' dtype and shape without ``axis``. float16 and bfloat16 logits
-      are accumulated in float32 by the core.
+        One loss per example: a tensor of the logits' dtype and of their shape without `axis`
+        (a scalar for 1-D logits), on their device. float16 and bfloat16 logits are
+        accumulated in float32 by the core. Differentiable with respect to the logits and the
+        labels, also twice (nested `tf.GradientTape`s).
 
-    Example:
-      >>> import tensorflow as tf, smoothce.tensorflow
-      >>> loss = smoothce.tensorflow.softmax_cross_entropy_with_logits(
-      ...     [[1.0, 0.0, 0.0]], [[2.0, 1.0, 0.1]], label_smoothing=0.1)
-      >>> [round(float(v), 4) for v in loss]
-      [0.5137]
+    Raises:
+        TypeError: Labels that are class indices (integer or boolean, one dimension fewer than
+            the logits) or of another non-floating dtype, logits that are not real floating,
+            a `z_loss` or `softcap` that is a string or a bool.
+        ValueError: $\varepsilon$ outside $[0, 1]$ or NaN (a Python number or an eager
+            tensor; a traced $\varepsilon$ outside $[0, 1]$ makes every loss NaN),
+            $\lambda < 0$, $c \le 0$, either NaN or infinite, an `axis` out of range, labels
+            whose shape does not fit the logits (when both shapes are known), zero classes, a
+            class dimension unknown when the graph is built.
+        tf.errors.InvalidArgumentError: When a graph runs, labels whose shape the graph left
+            open and that do not fit the logits.
+
+    Examples:
+        >>> import tensorflow as tf, smoothce.tensorflow
+        >>> logits = tf.Variable([[2.0, 1.0, 0.1]])
+        >>> with tf.GradientTape() as tape:
+        ...     loss = smoothce.tensorflow.softmax_cross_entropy_with_logits(
+        ...         [[1.0, 0.0, 0.0]], logits, label_smoothing=0.1)
+        >>> [round(float(v), 4) for v in loss]
+        [0.5137]
+        >>> [round(float(g), 4) for g in tape.gradient(loss, logits)[0]]
+        [-0.2743, 0.2091, 0.0652]
+
+        With `label_smoothing=0` it is `tf.nn`'s loss:
+
+        >>> labels = tf.constant([[0.0, 1.0, 0.0], [0.2, 0.3, 0.5]])
+        >>> ours = smoothce.tensorflow.softmax_cross_entropy_with_logits(
+        ...     labels, logits * [[1.0], [0.5]], label_smoothing=0.0)
+        >>> theirs = tf.nn.softmax_cross_entropy_with_logits(labels, logits * [[1.0], [0.5]])
+        >>> bool(tf.reduce_all(tf.abs(ours - theirs) < 1e-6))
+        True
     """
     with tf.name_scope(name or "smooth_softmax_cross_entropy_with_logits"):
         logits = tf.convert_to_tensor(logits)
@@ -79,46 +127,92 @@ def softmax_cross_entropy_with_logits(
 
 
 def sparse_softmax_cross_entropy_with_logits(
-    labels: Any,
-    logits: Any,
+    labels: Array,
+    logits: Array,
     name: str | None = None,
     *,
-    label_smoothing: Any = 0.1,
+    label_smoothing: float | Array = 0.1,
     check_labels: bool | None = None,
     z_loss: float = 0.0,
     softcap: float | None = None,
 ) -> tf.Tensor:
     r"""Per-example softmax cross-entropy against smoothed integer class labels.
 
-    The classes are the last axis of ``logits``. For each example with label y,
-    :math:`L = \operatorname{lse}(z) - (1 - \varepsilon) z_y - \frac{\varepsilon}{K}\sum_c z_c`,
-    which is the dense loss with :math:`q = (1 - \varepsilon)\,\mathrm{onehot}(y) +
-    \varepsilon/K`; no one-hot tensor is built. ``label_smoothing=0`` gives exactly
-    ``tf.nn.sparse_softmax_cross_entropy_with_logits``.
+    A drop-in for `tf.nn.sparse_softmax_cross_entropy_with_logits`: its arguments in its
+    order, plus the keyword-only `label_smoothing`, `check_labels`, `z_loss` and `softcap`.
+    The classes are the last axis of the logits $z$. For each example with label $y$,
+
+    $$
+    L = \operatorname{lse}(z) - (1 - \varepsilon)\,z_y - \frac{\varepsilon}{K}\sum_c z_c ,
+    $$
+
+    which is the dense loss of [smoothce.tensorflow.softmax_cross_entropy_with_logits][] with
+    $q = (1 - \varepsilon)\,\mathrm{onehot}(y) + \varepsilon/K$; no one-hot tensor is built.
+    `label_smoothing=0` gives exactly `tf.nn.sparse_softmax_cross_entropy_with_logits`. It
+    works eagerly, inside `tf.function` (XLA included), in TF1-style graphs and under
+    `tf.distribute` strategies.
 
     Args:
-      labels: integer tensor of shape ``logits.shape[:-1]``, values in [0, K). Eagerly, labels
-        in host memory are read and an out-of-range label raises ``ValueError``; labels on a
-        GPU are not read (no synchronisation), nor inside ``tf.function``, XLA or a TF1
-        graph: there that example's loss and gradient row are NaN.
-      logits: floating tensor of shape ``labels.shape + [K]``.
-      name: optional name scope, as in ``tf.nn``.
-      label_smoothing: ε in [0, 1] (keyword-only), a number or a scalar tensor.
-      check_labels: when eager labels are read (keyword-only): ``None`` when they are in host
-        memory, ``True`` always (one device synchronisation per call on a GPU), ``False``
-        never. Graph tensors can never be read.
-      z_loss: λ ≥ 0 (keyword-only, a Python number): adds λ·lse(z)² to each example's loss.
-      softcap: c > 0 (keyword-only, a Python number) or ``None``: z becomes c·tanh(z/c) first.
+        labels: Integer class indices (any integer dtype), a tensor (or anything
+            `tf.convert_to_tensor` takes) of shape `logits.shape[:-1]`, values in $[0, K)$;
+            labels of length 1 are not broadcast to a batch. Eagerly, labels in host memory are
+            read and an out-of-range label raises `ValueError`; labels on a GPU are not read
+            (no synchronisation), nor inside `tf.function`, XLA or a TF1 graph: there that
+            example's loss and gradient row are NaN.
+        logits: Real floating tensor (float16, bfloat16, float32 or float64) of shape
+            `labels.shape + [K]`; 16-bit floats are accumulated in float32. $K$ must be
+            statically known.
+        name: Optional name scope of the ops, as in `tf.nn`. `None`:
+            `"smooth_sparse_softmax_cross_entropy_with_logits"`.
+        label_smoothing: Smoothing $\varepsilon \in [0, 1]$ (keyword-only, default 0.1): a
+            Python number, a scalar tensor or a `tf.Variable` (read on each call). No gradient
+            flows into a tensor $\varepsilon$.
+        check_labels: When eager labels are read (keyword-only): `None` when they are in host
+            memory, `True` always (one device synchronisation per call on a GPU), `False`
+            never. Graph tensors can never be read.
+        z_loss: $\lambda \ge 0$ (keyword-only, a Python number): adds
+            $\lambda \operatorname{lse}(z)^2$ to each example's loss (PaLM's z-loss); 0 adds
+            nothing.
+        softcap: $c > 0$ (keyword-only, a Python number): $z$ becomes $c \tanh(z/c)$ first
+            (Gemma 2's soft-capping); `None` caps nothing.
 
     Returns:
-      A tensor of the labels' shape and the logits' dtype.
+        One loss per example: a tensor of the labels' shape and the logits' dtype, on the
+        logits' device. Differentiable with respect to the logits, also twice; the labels get
+        no gradient.
 
-    Example:
-      >>> import tensorflow as tf, smoothce.tensorflow
-      >>> loss = smoothce.tensorflow.sparse_softmax_cross_entropy_with_logits(
-      ...     [0], [[2.0, 1.0, 0.1]], label_smoothing=0.1)
-      >>> [round(float(v), 4) for v in loss]
-      [0.5137]
+    Raises:
+        TypeError: Labels that are not integers (probability labels go to
+            [smoothce.tensorflow.softmax_cross_entropy_with_logits][]), logits that are not
+            real floating, a `z_loss` or `softcap` that is a string or a bool.
+        ValueError: A label outside $[0, K)$ where labels are read (see `check_labels`; the
+            error is also an `IndexError`), $\varepsilon$ outside $[0, 1]$ or NaN (a Python
+            number or an eager tensor; a traced $\varepsilon$ outside $[0, 1]$ makes every
+            loss NaN), $\lambda < 0$, $c \le 0$, either NaN or infinite, labels whose shape
+            is not the logits' without the last axis (when both are known), zero classes, a
+            class dimension unknown when the graph is built.
+        tf.errors.InvalidArgumentError: When a graph runs, labels whose shape the graph left
+            open and that do not fit the logits.
+
+    Examples:
+        >>> import tensorflow as tf, smoothce.tensorflow
+        >>> loss = smoothce.tensorflow.sparse_softmax_cross_entropy_with_logits(
+        ...     [0], [[2.0, 1.0, 0.1]], label_smoothing=0.1)
+        >>> [round(float(v), 4) for v in loss]
+        [0.5137]
+
+        The z-loss and soft-capping of language-model heads, and a label out of range:
+
+        >>> logits = tf.constant([[2.0, 1.0, 0.1], [0.5, 2.5, 0.0]])
+        >>> loss = smoothce.tensorflow.sparse_softmax_cross_entropy_with_logits(
+        ...     [0, 1], logits, z_loss=1e-4, softcap=30.0)
+        >>> [round(float(v), 4) for v in loss]
+        [0.515, 0.3481]
+        >>> try:
+        ...     smoothce.tensorflow.sparse_softmax_cross_entropy_with_logits([0, 3], logits)
+        ... except ValueError as err:
+        ...     print(err)
+        label 3 is out of range: labels must lie in [0, 3)
     """
     with tf.name_scope(name or "smooth_sparse_softmax_cross_entropy_with_logits"):
         logits = tf.convert_to_tensor(logits)
@@ -210,14 +304,52 @@ _xla_core = tf.function(_core, jit_compile=True, autograph=False)
 
 
 def differentiable_loss(
-    spec: LossSpec, logits: Any, labels: Any, labels_grad: bool | None = None
-) -> Any:
-    """The per-example loss of ``spec`` (``reduction="none"``) with TF gradients: the seam
-    smoothce.keras uses on the TensorFlow backend.
+    spec: LossSpec, logits: Array, labels: Array, labels_grad: bool | None = None
+) -> tf.Tensor:
+    r"""The per-example loss of `spec` as a TensorFlow value with the core's gradients.
 
-    Probability labels get a derivative (as Keras's own losses give ``y_true`` one) when a
-    ``tf.GradientTape`` records them, or always with ``labels_grad=True``; Keras's train
-    step watches only the weights, so the usual step forms none.
+    The seam [smoothce.keras][] uses on the TensorFlow backend: the loss that `spec` (a
+    `LossSpec` from `smoothce.internal`, with `reduction="none"`) describes, per example
+
+    $$
+    L = -\sum_c w_c q_c \log p_c, \qquad q = (1 - \varepsilon)\,y + \frac{\varepsilon}{K},
+    $$
+
+    through the same `tf.custom_gradient` as
+    [smoothce.tensorflow.softmax_cross_entropy_with_logits][], without `tf.nn`'s argument
+    conventions.
+
+    Args:
+        spec: A validated `LossSpec` with `reduction="none"`; its `eps`, `axis`, `weight`,
+            `ignore_index`, `probabilities`, `z_loss`, `softcap` and the other options apply
+            as in [smoothce.loss][].
+        logits: The predictions, a real floating tensor with the $K$ classes along
+            `spec.axis`: logits, or probabilities when `spec.probabilities` is set (Keras's
+            `from_logits=False`).
+        labels: Integer class indices of the logits' shape without the class axis, or
+            floating probabilities of the logits' shape (or broadcastable to it).
+        labels_grad: Whether probability labels get a derivative (as Keras's own losses give
+            `y_true` one). `None`: when a `tf.GradientTape` records them; Keras's train step
+            watches only the weights, so the usual step forms none. `True`: always.
+            `False`: never. Integer labels never get one.
+
+    Returns:
+        One loss per example, a tensor of the logits' dtype and of their shape without the
+        class axis, differentiable with respect to the logits (and probability labels, as
+        `labels_grad` says).
+
+    Raises:
+        TypeError: A wrong dtype, as the core's checks say.
+        ValueError: A wrong shape or label value, as the core's checks say.
+
+    Examples:
+        >>> import tensorflow as tf, smoothce.tensorflow
+        >>> from smoothce.internal import LossSpec
+        >>> spec = LossSpec(0.1, -1, reduction="none")
+        >>> loss = smoothce.tensorflow.differentiable_loss(
+        ...     spec, tf.constant([[2.0, 1.0, 0.1]]), tf.constant([0]))
+        >>> [round(float(v), 4) for v in loss]
+        [0.5137]
     """
     logits, labels = tf.convert_to_tensor(logits), tf.convert_to_tensor(labels)
     if labels.dtype.is_floating:
