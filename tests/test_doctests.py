@@ -22,6 +22,7 @@ MODULES = {
     "smoothce.torch._function": "torch",
     "smoothce.torch._errors": "torch",
     "smoothce.jax._losses": "jax",
+    "smoothce.jax._linear": "jax",
     "smoothce.tensorflow._nn": "tensorflow",
     "smoothce.keras._losses": "keras",
     "smoothce.keras._factory": "keras",

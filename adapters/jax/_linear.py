@@ -1,26 +1,28 @@
 """The fused, chunked linear + cross-entropy for JAX, optax-style (one loss per example).
 
 The N×V logits of a language-model head are formed one chunk of rows at a time by the core
-(``smoothce.internal.evaluate_linear``); a ``jax.custom_vjp`` keeps only the inputs for the
+(`smoothce.internal.evaluate_linear`); a `jax.custom_vjp` keeps only the inputs for the
 backward pass, which runs the chunks again with the upstream gradient (one value per example)
-applied before anything is summed over tokens. Reverse mode (``grad``), ``jit`` and ``vmap``
+applied before anything is summed over tokens. Reverse mode (`grad`), `jit` and `vmap`
 work; forward mode does not (a custom VJP has no JVP).
 
-With ``axis_name`` (vocab parallelism, inside ``jax.shard_map``) the weight and bias are this
+With `axis_name` (vocab parallelism, inside `jax.shard_map`) the weight and bias are this
 device's rows of the classifier; the core combines each chunk's row statistics over the
-devices, and the backward pass sums ``hidden``'s gradient over them (one ``psum``). Which of
+devices, and the backward pass sums `hidden`'s gradient over them (one `psum`). Which of
 the backward's values are whole and which are held in parts depends on whether JAX types
-them (``check_vma``), so the backward pass reads the weight's type.
+them (`check_vma`), so the backward pass reads the weight's type.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from smoothce import Array
 from smoothce.internal import LossSpec, Names, evaluate_linear
 
 from ._shard import shard_for
@@ -31,53 +33,99 @@ NAMES = Names(eps="label_smoothing")
 
 
 def linear_softmax_cross_entropy_with_integer_labels(
-    hidden: Any,
-    linear_weight: Any,
-    labels: Any,
+    hidden: Array,
+    linear_weight: Array,
+    labels: Array,
     *,
-    linear_bias: Any = None,
-    label_smoothing: Any = 0.1,
+    linear_bias: Array | None = None,
+    label_smoothing: float = 0.1,
     z_loss: float = 0.0,
     softcap: float | None = None,
     chunk_size: int | None = None,
-    axis_name: Any = None,
+    axis_name: Hashable | tuple[Hashable, ...] | None = None,
 ) -> jax.Array:
-    r"""Per-example label-smoothed cross-entropy of the logits ``hidden @ linear_weight.T + b``.
+    r"""Per-example label-smoothed cross-entropy of a linear head's logits, formed in chunks.
 
-    The same values as
-    ``softmax_cross_entropy_with_integer_labels(hidden @ linear_weight.T + linear_bias, labels,
-    label_smoothing=ε)`` (plus λ·lse² with ``z_loss``, on c·tanh(z/c) with ``softcap``), but the
-    logits are never stored whole: each chunk of ``chunk_size`` rows is formed, used and
-    dropped, in the forward and in the backward pass.
+    With the hidden states $h$ (`hidden`), the classifier $W$ (`linear_weight`, $V$ rows) and
+    the bias $b$ (`linear_bias`, 0 without), each example's loss is that of
+    [smoothce.jax.softmax_cross_entropy_with_integer_labels][] on the logits
+    $z = h W^\top + b$,
+
+    $$
+    L = \operatorname{lse}(z) - (1 - \varepsilon)\,z_y - \frac{\varepsilon}{V} \sum_c z_c
+    $$
+
+    (plus $\lambda \operatorname{lse}(z)^2$ with `z_loss`, on $c \tanh(z/c)$ with `softcap`),
+    but the logits are never stored whole: each chunk of `chunk_size` rows is formed, used and
+    dropped, in the forward and in the backward pass (a `jax.custom_vjp` keeps only the
+    inputs and runs the chunks again). Reverse mode (`grad`), `jit` and `vmap` work; forward
+    mode (`jvp`, `jacfwd`) does not.
 
     Args:
-      hidden: (..., H) floating hidden states.
-      linear_weight: (V, H) classifier weight.
-      labels: integer class indices of ``hidden``'s batch shape.
-      linear_bias: optional (V,) bias.
-      label_smoothing: ε in [0, 1] (a Python number).
-      z_loss: λ ≥ 0 of the z-loss λ·lse².
-      softcap: c > 0: the logits become c·tanh(z/c) first.
-      chunk_size: rows per chunk (default: as many as make 2²⁴ logits).
-      axis_name: vocab parallelism (keyword-only): inside ``jax.shard_map`` with the classes
-        split evenly over the mesh axis (or tuple of axes) ``axis_name``, ``linear_weight``
-        (and ``linear_bias``) are this device's rows of the classifier, ``hidden`` and the
-        labels (global class ids) the same on every device. The result is the loss over all
-        classes, the same on every device; the weight's and bias's gradients are this
-        device's rows, ``hidden``'s the whole gradient (one ``psum`` in the backward pass).
+        hidden: Hidden states, a real floating JAX array of shape `(..., H)` (the batch
+            shape, then the features); 16-bit floats are computed in float32. With
+            `axis_name`, the same on every device (replicated).
+        linear_weight: The classifier weight, a real floating array of shape `(V, H)`, one
+            row per class. With `axis_name`, this device's rows.
+        labels: Integer class indices of `hidden`'s batch shape (`hidden.shape[:-1]`), values
+            in $[0, V)$; with `axis_name`, global class ids, the same on every device.
+            Concrete labels on the CPU are read and a label out of range raises; under `jit`
+            or on an accelerator that example's loss is NaN instead.
+        linear_bias: Optional bias of shape `(V,)` (keyword-only); with `axis_name`, this
+            device's entries. `None`: no bias.
+        label_smoothing: Smoothing $\varepsilon \in [0, 1]$ (keyword-only, default 0.1): a
+            Python number (it is not differentiated).
+        z_loss: $\lambda \ge 0$ (keyword-only) of the z-loss $\lambda \operatorname{lse}(z)^2$
+            added to each example's loss; 0 adds nothing.
+        softcap: $c > 0$ (keyword-only): the logits become $c \tanh(z/c)$ first. `None`: no
+            cap.
+        chunk_size: Rows per chunk (keyword-only), a positive integer. `None`: as many rows as
+            make $2^{24}$ logits.
+        axis_name: Vocab parallelism (keyword-only): inside `jax.shard_map` with the classes
+            split evenly over the mesh axis (or tuple of axes) `axis_name`, `linear_weight`
+            (and `linear_bias`) are this device's rows of the classifier, `hidden` and the
+            labels (global class ids) the same on every device. The result is the loss over
+            all classes, the same on every device; the weight's and bias's gradients are this
+            device's rows, `hidden`'s the whole gradient (one `psum` in the backward pass).
+            `None`: all classes are here.
 
     Returns:
-      One loss per example, ``hidden``'s batch shape. Differentiable in ``hidden``,
-      ``linear_weight`` and ``linear_bias`` under ``grad``, ``jit`` and ``vmap``; the weight's
-      and bias's gradients are accumulated in float32 whatever the input dtype.
+        One loss per example: a JAX array of `hidden`'s batch shape, in the dtype of `hidden`
+        and `linear_weight` (promoted). Differentiable in `hidden`, `linear_weight` and
+        `linear_bias` under `grad`, `jit` and `vmap`; the weight's and bias's gradients are
+        accumulated in float32 whatever the input dtype.
 
-    Example:
-      >>> import jax, jax.numpy as jnp, smoothce.jax
-      >>> h, w = jnp.ones((6, 4)), jnp.ones((10, 4)) / 10
-      >>> loss = smoothce.jax.linear_softmax_cross_entropy_with_integer_labels(
-      ...     h, w, jnp.arange(6), chunk_size=4)
-      >>> loss.shape
-      (6,)
+    Raises:
+        TypeError: Labels that are not integers, a `label_smoothing` that is not a Python
+            number (a JAX array, say), `hidden` or `linear_weight` not real floating, a
+            `z_loss` or `softcap` that is not a number, an `axis_name` that is not hashable.
+        ValueError: `hidden` not `(..., H)`, `linear_weight` not `(V, H)` or without rows,
+            `linear_bias` not `(V,)`, labels not of the batch shape, a label outside
+            $[0, V)$ where the labels are read, $\varepsilon$ outside $[0, 1]$,
+            $\lambda < 0$, $c \le 0$, a `chunk_size` below 1, an `axis_name` that no
+            enclosing map binds.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, smoothce.jax
+        >>> hidden = jnp.arange(24.0).reshape(6, 4) / 10  # (N, H)
+        >>> weight = jnp.arange(40.0).reshape(10, 4) / 50  # (V, H)
+        >>> labels = jnp.arange(6)
+        >>> loss = smoothce.jax.linear_softmax_cross_entropy_with_integer_labels(
+        ...     hidden, weight, labels, chunk_size=4)
+        >>> loss.shape
+        (6,)
+
+        The values of the unfused loss on the stored logits, and the weight's gradient:
+
+        >>> logits = hidden @ weight.T
+        >>> unfused = smoothce.jax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        >>> bool(jnp.allclose(loss, unfused, atol=1e-6))
+        True
+        >>> def mean_loss(w):
+        ...     return smoothce.jax.linear_softmax_cross_entropy_with_integer_labels(
+        ...         hidden, w, labels, chunk_size=4).mean()
+        >>> jax.grad(mean_loss)(weight).shape
+        (10, 4)
     """
     hidden, linear_weight, labels = (jnp.asarray(a) for a in (hidden, linear_weight, labels))
     if not jnp.issubdtype(labels.dtype, jnp.integer):

@@ -65,6 +65,16 @@ class Functional:
         """``a`` in ``dtype`` (the input's dtype, for a gradient accumulated in float32)."""
         return self.xp.astype(a, dtype, copy=False)
 
+    def softcap(self, z: Any, c: float, out: Any) -> tuple[Any, Any]:
+        """``(c·tanh(z/c), tanh(z/c))``: the capped logits (in ``out`` where given) and the
+        tanh, which ``cap_slope`` needs."""
+        capped = self.xp.tanh(z / c)
+        return capped * c, capped
+
+    def cap_slope(self, g: Any, capped: Any, out: Any) -> Any:
+        """g·(1 − tanh²), the chain rule through the cap (``capped`` may be overwritten)."""
+        return g * (1 - capped * capped)
+
 
 class Backend:
     """One array library, as the array API standard lets smoothce see it.

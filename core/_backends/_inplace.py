@@ -46,5 +46,17 @@ class InPlace(Functional):
     def for_sums(self, z: Any, m: Any, u: Any) -> Any:
         return u  # already in the block buffer (and z may be that very buffer)
 
+    def softcap(self, z: Any, c: float, out: Any) -> tuple[Any, Any]:
+        # one new buffer (the tanh, kept for the slope); the capped logits go into out
+        capped = self.lib.divide(z, c)
+        self.lib.tanh(capped, out=capped)
+        return self.lib.multiply(capped, c, out=out), capped
+
+    def cap_slope(self, g: Any, capped: Any, out: Any) -> Any:
+        # g − g·tanh² in three passes with no new buffer (fresh buffers cost page faults)
+        self.lib.multiply(capped, capped, out=capped)
+        self.lib.multiply(capped, g, out=capped)
+        return self.lib.subtract(g, capped, out=out)
+
     def on_cpu(self, a: Any) -> bool:
         return True

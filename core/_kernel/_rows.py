@@ -113,8 +113,9 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
     k: Any = z.shape[-1]
     capped = None
     if p.softcap is not None:  # z' = c·tanh(z/c) before everything else
-        capped = xp.tanh(z / p.softcap)
-        z = capped * p.softcap
+        z, capped = ops.softcap(z, p.softcap, out)
+        if out is None:
+            out = z  # a new array: the later steps may write into it
     if mask is not None:
         z = xp.where(mask, z, -xp.inf)  # masked classes leave the softmax...
     m = xp.max(z, axis=-1, keepdims=True)
@@ -188,7 +189,7 @@ def rows(p: Problem, ops: Any, z: Any, target: Any, out: Any, want: Want) -> Row
     g = ops.multiply(e, coef / s, out)  # T·p (mass and scale are often numbers: one op)
     g = target.subtract_target(p, ops, g, sh, eps, uniform, scale, out)  # − t
     if capped is not None:  # the chain rule through the cap: dz'/dz = 1 − tanh²(z/c)
-        g = ops.multiply(g, 1 - capped * capped, out)
+        g = ops.cap_slope(g, capped, out)
     return Rows(loss, g, d_eps, d_labels, mass_t, z_part, lse, shares)
 
 
