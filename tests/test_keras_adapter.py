@@ -8,10 +8,13 @@ what they report. Backend-independent behaviour is tested in-process.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +27,42 @@ SCRIPT = Path(__file__).with_name("keras_backend_check.py")
 TIGHT = 1e-6  # float32 round-off of one loss evaluation
 
 
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Start one checker per Keras backend at once, then collect their JSON reports."""
-    procs = {}
+_CHECKERS: dict[str, tuple[subprocess.Popen, Path]] = {}
+
+
+def _start_checkers() -> None:
+    """Start one checker per Keras backend, at collection: they then run on the otherwise idle
+    second core while the other modules' tests do (about a minute of the suite's time)."""
     for backend in KERAS_BACKENDS:
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-        scratch = tmp_path_factory.mktemp(f"keras_{backend}")
-        procs[backend] = subprocess.Popen(
+        scratch = Path(tempfile.mkdtemp(prefix=f"smoothce_keras_{backend}_"))
+        proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), str(scratch)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
+        _CHECKERS[backend] = (proc, scratch)
+    atexit.register(_stop_checkers)
+
+
+def _stop_checkers() -> None:
+    for proc, scratch in _CHECKERS.values():
+        if proc.poll() is None:  # still running: the keras tests were deselected
+            proc.kill()
+            proc.communicate()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+_start_checkers()
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, dict]:
+    """The checkers' JSON reports (each waited for at most 10 minutes)."""
     out = {}
-    for backend, proc in procs.items():
+    for backend, (proc, _) in _CHECKERS.items():
         stdout, stderr = proc.communicate(timeout=600)
         out[backend] = (
             json.loads(stdout.strip().splitlines()[-1])
