@@ -15,7 +15,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["TorchShard", "chunk_start", "shard_for"]
+from smoothce.internal import check_index
+
+__all__ = ["TorchShard", "chunk_start", "shard_for", "shard_from_arguments"]
 
 
 class TorchShard:
@@ -46,6 +48,22 @@ class TorchShard:
 
     def __repr__(self) -> str:
         return f"TorchShard(start={self.start}, total={self.total})"
+
+
+def shard_from_arguments(
+    group: Any, k_local: int, vocab_start: Any, vocab_size: Any, device: Any
+) -> TorchShard:
+    """The reducer for the torch losses' ``process_group``, ``vocab_start`` and ``vocab_size``
+    arguments as the caller gave them (checked here)."""
+    if group is None:
+        raise ValueError("vocab_start and vocab_size need a process_group (vocab parallelism)")
+    return shard_for(
+        group,
+        k_local,
+        None if vocab_start is None else check_index(vocab_start, "vocab_start"),
+        None if vocab_size is None else check_index(vocab_size, "vocab_size"),
+        device,
+    )
 
 
 def shard_for(

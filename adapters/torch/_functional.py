@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from smoothce.internal import LossSpec, Names, check_index, evaluate
+from smoothce.internal import LossSpec, Names, evaluate
 
 from ._errors import native_errors
 from ._function import class_dim, smooth_cross_entropy
@@ -294,22 +294,15 @@ def cross_entropy(
 
     if not isinstance(compiled, bool):
         raise TypeError(f"compiled must be True or False, got {compiled!r}")
-    if process_group is not None:
+    if process_group is not None or vocab_start is not None or vocab_size is not None:
         if compiled or torch.compiler.is_compiling():
             raise ValueError("process_group does not combine with compiled=True or torch.compile")
         if overwrite_input:
             raise ValueError("process_group does not combine with overwrite_input=True")
-        from ._distributed import shard_for
+        from ._distributed import shard_from_arguments
 
-        shard = shard_for(
-            process_group,
-            input.shape[class_dim(input)],
-            None if vocab_start is None else check_index(vocab_start, "vocab_start"),
-            None if vocab_size is None else check_index(vocab_size, "vocab_size"),
-            input.device,
-        )
-    elif vocab_start is not None or vocab_size is not None:
-        raise ValueError("vocab_start and vocab_size need a process_group (vocab parallelism)")
+        k_local = input.shape[class_dim(input)]
+        shard = shard_from_arguments(process_group, k_local, vocab_start, vocab_size, input.device)
     if overwrite_input is True and torch.compiler.is_compiling():
         # traced code writes nothing in place (Inductor plans the buffers): the flag changes
         # no value, but what eager code refuses is refused here too

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from smoothce.internal import LossSpec, Names, check_index, evaluate_linear
+from smoothce.internal import LossSpec, Names, evaluate_linear
 
 from ._errors import native_errors
 
@@ -222,18 +222,11 @@ def linear_cross_entropy(
     input, linear_weight, linear_bias = _autocast(input, linear_weight, linear_bias)
     floating = target.is_floating_point()
     shard = None
-    if process_group is not None:
-        from ._distributed import shard_for
+    if process_group is not None or vocab_start is not None or vocab_size is not None:
+        from ._distributed import shard_from_arguments
 
-        shard = shard_for(
-            process_group,
-            linear_weight.shape[0],
-            None if vocab_start is None else check_index(vocab_start, "vocab_start"),
-            None if vocab_size is None else check_index(vocab_size, "vocab_size"),
-            input.device,
-        )
-    elif vocab_start is not None or vocab_size is not None:
-        raise ValueError("vocab_start and vocab_size need a process_group (vocab parallelism)")
+        k_local = linear_weight.shape[0]
+        shard = shard_from_arguments(process_group, k_local, vocab_start, vocab_size, input.device)
     spec = LossSpec(
         label_smoothing,
         -1,
