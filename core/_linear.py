@@ -28,6 +28,7 @@ from ._run import (
     _blocked,
     _check_label_values,
     _inverse,
+    _late_denominator,
     _mean_denominator,
     _reduce,
     eps_value,
@@ -217,8 +218,7 @@ def evaluate_linear(
 
     loss = _join(xp, losses, n)  # columns (n, 1)
     if late:
-        keep = 1.0 if target.kept is None else xp.astype(target.kept, work)
-        denominator = xp.sum(_join(xp, shares, n) * keep)
+        denominator = _late_denominator(xp, target, _join(xp, shares, n), work)
     value = _reduce(xp, loss, spec.reduction, denominator)
     if z_parts:
         value = value + _reduce(xp, _join(xp, z_parts, n), spec.reduction, z_denominator)
@@ -233,9 +233,12 @@ def evaluate_linear(
         if linear_bias is not None:
             d_b = xp.zeros((v,), dtype=accumulate, device=backend.device(linear_weight))
     d_h = _join(xp, d_hidden, n, (0, h), work, backend.device(hidden))
-    if upstream is not None and spec.reduction != "none":
-        d_h, d_w = d_h * upstream, d_w * upstream
-        d_b = None if d_b is None else d_b * upstream
+    factor = upstream if spec.reduction != "none" else None
+    if late:  # the chunks ran with scale 1 (see _late_denominator)
+        factor = _inverse(denominator) if factor is None else factor * _inverse(denominator)
+    if factor is not None:
+        d_h, d_w = d_h * factor, d_w * factor
+        d_b = None if d_b is None else d_b * factor
     d_h = xp.reshape(xp.astype(d_h, hidden.dtype, copy=False), tuple(hidden.shape))
     d_w = xp.astype(d_w, linear_weight.dtype, copy=False)
     d_b = None if d_b is None else xp.astype(d_b, linear_bias.dtype, copy=False)

@@ -155,10 +155,12 @@ def evaluate(
     operands = (logits, labels, spec.weight, eps)
     out = _execute(backend, xp, problem, z, target, want, spec, dtype, work, operands)
     if late:
-        keep = 1.0 if target.kept is None else xp.astype(target.kept, work)
-        denominator = xp.sum(out.target_w * keep)
-        if out.grad is not None:
-            out = out._replace(grad=out.grad * _inverse(denominator))
+        denominator = _late_denominator(xp, target, out.target_w, work)
+        scale = _inverse(denominator)
+        out = out._replace(  # every output the kernel scaled by the reduction (by 1 here)
+            grad=None if out.grad is None else out.grad * scale,
+            target=None if out.target is None else out.target * scale,
+        )
 
     value = _reduce(xp, out.loss, spec.reduction, denominator)
     if out.z is not None:
@@ -630,6 +632,15 @@ def _mean_denominator(xp: Any, target: Any, work: Any, *, weighted: bool = True)
         column = target.label if isinstance(target, IndexTarget) else target.probs
         return xp.sum(xp.ones_like(column[..., 0], dtype=work))
     return math.prod(shape)
+
+
+def _late_denominator(xp: Any, target: Any, shares: Any, work: Any) -> Any:
+    """The "mean" denominator over sharded classes with class weights: Σ w_y over the kept
+    examples, from the kernel's combined per-row shares (an example's weight lives on its
+    label's shard, so it is known only after the kernel's sum over the shards). The kernel ran
+    with scale 1; the caller scales its gradient outputs by the inverse."""
+    keep = 1.0 if target.kept is None else xp.astype(target.kept, work)
+    return xp.sum(shares * keep)
 
 
 def _reduce(xp: Any, per_example: Any, reduction: str, denominator: Any) -> Any:
