@@ -145,10 +145,10 @@ def evaluate_linear(
             work,
             weight=w_row,
             ignore_index=ignore,
-            checked=checked and shard is None,
+            checked=checked,
             offset=offset,
             total=total,
-            poison=None if checked else backend.poison(xp, work, flat),
+            nan=math.nan if checked else backend.nan(xp, work, flat),
         )
     else:
         target = DenseTarget.prepare(

@@ -114,10 +114,10 @@ def evaluate(
             mask=mask,
             ignore_index=ignore,
             absent=absent,
-            checked=checked and shard is None,
+            checked=checked,
             offset=offset,
             total=total,
-            poison=None if checked else backend.poison(xp, work, labels),
+            nan=math.nan if checked else backend.nan(xp, work, labels),
         )
     else:
         y = xp.astype(layout.to_rows(xp, _broadcast(xp, labels, logits)), work, copy=False)

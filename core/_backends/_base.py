@@ -131,10 +131,10 @@ class Backend:
         """Why the gradient may not be written into ``x``'s own buffer (None: it may)."""
         return f"{type(x).__module__}.{type(x).__name__} arrays cannot be written in place"
 
-    def poison(self, xp: Any, dtype: Any, like: Any) -> Any:
-        """``f(bad, value)``: ``value`` where ``bad`` is False, NaN (in ``dtype``) where True;
-        how invalid rows are marked."""
-        return lambda bad, value: xp.where(bad, math.nan, value)
+    def nan(self, xp: Any, dtype: Any, like: Any) -> Any:
+        """NaN for marking invalid rows in ``where``: a Python float here; a backend may return
+        a 0-d array in ``dtype`` on ``like``'s device that it made once."""
+        return math.nan
 
     def index_dtype(self, xp: Any, x: Any) -> Any:
         """The library's default indexing dtype on ``x``'s device."""

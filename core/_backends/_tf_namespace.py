@@ -145,10 +145,13 @@ def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
 
 
 def where(condition: Any, x1: Any, x2: Any, /) -> Any:
+    # a NaN operand is computed (sqrt(−1) exactly where it is picked) rather than a NaN
+    # constant: a graph that tf.debugging.enable_check_numerics watches then holds no NaN
+    # unless a row is bad
     if _is_nan(x2) and isinstance(x1, (tf.Tensor, tf.Variable)):
-        # NaN where the condition fails, computed (sqrt(−1)) rather than a NaN constant: a
-        # graph that tf.debugging.enable_check_numerics watches holds no NaN unless a row is bad
         x2 = tf.sqrt(tf.cast(condition, x1.dtype) - 1)
+    elif _is_nan(x1) and isinstance(x2, (tf.Tensor, tf.Variable)):
+        x1 = tf.sqrt(-tf.cast(condition, x2.dtype))
     if not isinstance(x1, (tf.Tensor, tf.Variable)):
         x2 = _as_tensor(x2)
         x1 = _as_tensor(x1, like=x2)

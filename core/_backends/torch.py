@@ -15,7 +15,7 @@ from ._inplace import InPlace
 
 __all__ = ["TorchBackend"]
 
-_CONSTANTS: dict[Any, Any] = {}
+_NANS: dict[Any, Any] = {}
 
 
 class TorchInPlace(InPlace):
@@ -97,18 +97,18 @@ class TorchBackend(Backend):
 
         return torch.int64
 
-    def poison(self, xp: Any, dtype: Any, like: Any) -> Any:
-        # NaN made once per device and dtype: a scalar tensor is an op on every call, and on
-        # an accelerator every op is a kernel launch
+    def nan(self, xp: Any, dtype: Any, like: Any) -> Any:
+        # made once per device and dtype: a scalar tensor is an op on every call, and on an
+        # accelerator every op is a kernel launch
         import torch
 
         if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
-            return super().poison(xp, dtype, like)
-        key = ("nan", dtype, like.device)
-        nan = _CONSTANTS.get(key)
+            return math.nan
+        key = (dtype, like.device)
+        nan = _NANS.get(key)
         if nan is None:
-            nan = _CONSTANTS[key] = torch.tensor(math.nan, dtype=dtype, device=like.device)
-        return lambda bad, value: torch.where(bad, nan, value)
+            nan = _NANS[key] = torch.tensor(math.nan, dtype=dtype, device=like.device)
+        return nan
 
     def dtype_kind(self, xp: Any, dtype: Any) -> str:
         # attribute reads: fast, and traceable by torch.compile (a dict keyed by dtype is not)

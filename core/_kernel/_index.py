@@ -53,7 +53,7 @@ class IndexTarget(NamedTuple):
         checked: bool = False,
         offset: Any = None,
         total: Any = None,
-        poison: Any = None,
+        nan: Any = math.nan,
     ) -> IndexTarget:
         """Labels in the indexing dtype, the logits' batch shape; ``dtype`` for the factors.
 
@@ -61,8 +61,7 @@ class IndexTarget(NamedTuple):
         that is neither ignored nor absent is known to be in range and not masked (an eager
         check read them), so no per-example validity is tracked. ``offset``/``total``: this
         shard's first class and the number of classes over all shards (vocab parallelism).
-        ``poison(bad, value)``: ``value``, with NaN where ``bad`` (the backend's way; default
-        a ``where`` with a NaN).
+        ``nan``: the NaN that marks invalid rows (``Backend.nan``).
         """
         col = xp.expand_dims(labels, axis=-1)
         kept = None if ignore_index is None else xp.not_equal(col, ignore_index)
@@ -92,9 +91,9 @@ class IndexTarget(NamedTuple):
         if bad is not None:
             if kept is not None:
                 bad = bad & kept  # an absent example is never invalid
-            if poison is None:
-                poison = lambda b, v: xp.where(b, math.nan, v)  # noqa: E731
-            factor = poison(bad, keep if keep is not None else xp.ones_like(col, dtype=dtype))
+            factor = xp.where(
+                bad, nan, keep if keep is not None else xp.ones_like(col, dtype=dtype)
+            )
         w_y = None if weight is None else xp.take_along_axis(weight, label, axis=-1)
         share = keep if w_y is None else (w_y if keep is None else w_y * keep)
         return cls(label, factor, kept, w_y, share, in_slice)
