@@ -158,7 +158,8 @@ def evaluate_linear(
     # sharded and weighted: each example's weight lives on its label's shard (as in _run)
     late = mean and shard is not None and integer and w_row is not None
     denominator = _mean_denominator(xp, target, work) if mean and not late else None
-    z_denominator = _mean_denominator(xp, target, work, weighted=False) if mean else None
+    z_mean = mean and spec.z_loss  # the z-loss's own count of kept examples, as in _run
+    z_denominator = _mean_denominator(xp, target, work, weighted=False) if z_mean else None
     problem = Problem(
         xp,
         eps,
@@ -216,23 +217,23 @@ def evaluate_linear(
             db = xp.sum(g_acc, axis=0)
             d_b = db if d_b is None else d_b + db
 
-    loss = _join(xp, losses, n)  # columns (n, 1)
+    loss = _join(xp, losses)  # columns (n, 1)
     if late:
-        denominator = _late_denominator(xp, target, _join(xp, shares, n), work)
+        denominator = _late_denominator(xp, target, _join(xp, shares), work)
     value = _reduce(xp, loss, spec.reduction, denominator)
     if z_parts:
-        value = value + _reduce(xp, _join(xp, z_parts, n), spec.reduction, z_denominator)
+        value = value + _reduce(xp, _join(xp, z_parts), spec.reduction, z_denominator)
     if spec.reduction == "none":
         value = xp.reshape(value, batch)
     value = xp.astype(value, dtype, copy=False)
-    lse_out = None if not lses else xp.reshape(_join(xp, lses, n), batch)
+    lse_out = None if not lses else xp.reshape(_join(xp, lses), batch)
     if not grad:
         return LinearResult(value, lse=lse_out)
     if d_w is None:  # an empty batch
         d_w = xp.zeros((v, h), dtype=accumulate, device=backend.device(linear_weight))
         if linear_bias is not None:
             d_b = xp.zeros((v,), dtype=accumulate, device=backend.device(linear_weight))
-    d_h = _join(xp, d_hidden, n, (0, h), work, backend.device(hidden))
+    d_h = _join(xp, d_hidden, (0, h), work, backend.device(hidden))
     factor = upstream if spec.reduction != "none" else None
     if late:  # the chunks ran with scale 1 (see _late_denominator)
         factor = _inverse(denominator) if factor is None else factor * _inverse(denominator)
@@ -252,9 +253,10 @@ def _chunk_rows(chunk_size: Any, n: int, v: int) -> int:
 
 
 def _join(
-    xp: Any, parts: list[Any], n: int, empty: tuple[int, ...] = (0,), dtype: Any = None,
+    xp: Any, parts: list[Any], empty: tuple[int, ...] = (0, 1), dtype: Any = None,
     device: Any = None,
 ) -> Any:  # fmt: skip
+    """The chunks' per-row results stacked; an empty array of shape ``empty`` for none."""
     if not parts:
-        return xp.zeros(empty if len(empty) > 1 else (0, 1), dtype=dtype, device=device)
+        return xp.zeros(empty, dtype=dtype, device=device)
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)

@@ -153,6 +153,14 @@ class LossSpec:
             if not (math.isfinite(softcap) and softcap > 0):
                 raise ValueError(f"softcap must be a finite number > 0 (or None), got {softcap!r}")
             set_(self, "softcap", softcap)
+        if self.probabilities is not None and (self.z_loss or self.softcap is not None):
+            terms = (("z_loss", self.z_loss), ("softcap", self.softcap))
+            used = [f"{name}={value!r}" for name, value in terms if value]
+            raise ValueError(
+                f"{' and '.join(used)} {'act' if len(used) > 1 else 'acts'} on logits and "
+                "need from_logits=True (logits, not probabilities, as input): probabilities "
+                "have log-sum-exp 0 (no z-loss) and no logits to cap"
+            )
         if self.shard is not None and not isinstance(self.shard, _Hole):
             missing = [m for m in ("max", "sum", "offset", "classes") if not hasattr(self.shard, m)]
             if missing:

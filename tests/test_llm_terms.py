@@ -123,3 +123,12 @@ def test_large_logits_stay_finite(xp, rng):
 def test_invalid_values_raise(kw, error, message):
     with pytest.raises(error, match=message):
         smoothce.loss(np.zeros((2, 3)), np.array([0, 1]), **kw)
+
+
+@pytest.mark.parametrize("kw", [{"z_loss": 1e-3}, {"softcap": 5.0}])
+def test_terms_refused_with_probabilities_as_input(kw):
+    from smoothce.internal import LossSpec
+
+    with pytest.raises(ValueError, match="on logits"):
+        LossSpec.build(0.1, probabilities=1e-7, **kw)
+    LossSpec.build(0.1, probabilities=1e-7)  # without them: fine

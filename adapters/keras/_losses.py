@@ -52,7 +52,7 @@ def loss_spec(
     is 0 (a z-loss of 0) and whose soft-capped values are no capped logits.
     """
     probabilities = None if from_logits else float(keras.config.epsilon())
-    spec = LossSpec(
+    return LossSpec(
         label_smoothing,
         axis,
         ignore_index=ignore_class,
@@ -62,14 +62,6 @@ def loss_spec(
         z_loss=z_loss,
         softcap=softcap,
     )
-    if probabilities is not None and (spec.z_loss or spec.softcap is not None):
-        used = [f"{n}={v!r}" for n, v in (("z_loss", z_loss), ("softcap", softcap)) if v]
-        raise ValueError(
-            f"{' and '.join(used)} {'act' if len(used) > 1 else 'acts'} on logits and "
-            "need from_logits=True: probabilities (from_logits=False) have log-sum-exp 0 "
-            "(no z-loss) and no logits to cap"
-        )
-    return spec
 
 
 def _llm_config(spec: LossSpec) -> dict[str, Any]:

@@ -66,8 +66,8 @@ class Functional:
         return self.xp.astype(a, dtype, copy=False)
 
     def softcap(self, z: Any, c: float, out: Any) -> tuple[Any, Any]:
-        """``(c·tanh(z/c), tanh(z/c))``: the capped logits (in ``out`` where given) and the
-        tanh, which ``cap_slope`` needs."""
+        """``(c·tanh(z/c), tanh(z/c))``: the capped logits and the tanh, which ``cap_slope``
+        needs (the in-place version writes the capped logits into ``out``)."""
         capped = self.xp.tanh(z / c)
         return capped * c, capped
 

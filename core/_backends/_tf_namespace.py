@@ -207,7 +207,6 @@ log = tf.math.log
 sqrt = tf.sqrt
 abs = tf.abs
 isfinite = tf.math.is_finite
-maximum = tf.maximum
 
 
 def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:

@@ -8,7 +8,6 @@ indices) and :class:`DenseTarget` (probabilities), supply what differs between t
 from ._dense import DenseTarget as DenseTarget
 from ._index import IndexTarget as IndexTarget
 from ._rows import Problem as Problem
-from ._rows import RawSums as RawSums
 from ._rows import Rows as Rows
 from ._rows import Want as Want
 from ._rows import rows as rows
@@ -18,7 +17,6 @@ __all__ = [
     "DenseTarget",
     "IndexTarget",
     "Problem",
-    "RawSums",
     "Rows",
     "Want",
     "rows",
