@@ -325,8 +325,7 @@ class _SecondOrder:
         self.dim = ctx.class_dim
         result = self._mass(target)
         self.mass = result.target_mass
-        curvature = getattr(result, "curvature", None)
-        self.curvature = 0.0 if curvature is None else curvature
+        self.curvature = 0.0 if result.curvature is None else result.curvature
         self._p: Any = None
         self._slope: Any = None
 
@@ -336,11 +335,8 @@ class _SecondOrder:
 
     def hvp(self, v: Any) -> Any:
         """H·v, H the Hessian of the loss with respect to the input."""
-        return softmax_hvp(_XP, self.gradient, self.mass, v, axis=self.dim, **self._curvature())
-
-    def _curvature(self) -> dict[str, Any]:
         c = self.curvature
-        return {} if isinstance(c, (int, float)) and c == 0 else {"curvature": c}
+        return softmax_hvp(_XP, self.gradient, self.mass, v, axis=self.dim, curvature=c)
 
     @property
     def p(self) -> Any:

@@ -17,6 +17,7 @@ import torch
 from smoothce.internal import LossSpec, Names, evaluate_linear
 
 from ._errors import native_errors
+from ._functional import _autocast_enabled
 
 __all__ = ["linear_cross_entropy"]
 
@@ -106,7 +107,7 @@ def _autocast(*tensors: Any) -> tuple[Any, ...]:
     """PyTorch's policy for a linear layer under autocast: run it in the autocast dtype (the
     loss itself is accumulated in float32 by the core anyway)."""
     device = tensors[0].device.type
-    if not torch.is_autocast_enabled(device):
+    if not _autocast_enabled(device):  # also on torch < 2.4 and the meta device
         return tensors
     dtype = torch.get_autocast_dtype(device)
     return tuple(t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors)
