@@ -8,7 +8,10 @@ Everything an adapter may use from the core is re-exported here; nothing else is
 from ._backends import Backend as Backend
 from ._backends import backend_of as backend_of
 from ._kernel import spread_eps as spread_eps
+from ._kernel.hessian import softmax_from_gradient as softmax_from_gradient
 from ._kernel.hessian import softmax_hvp as softmax_hvp
+from ._kernel.hessian import target_gradient_map as target_gradient_map
+from ._kernel.hessian import target_map as target_map
 from ._linear import LinearResult as LinearResult
 from ._linear import evaluate_linear as evaluate_linear
 from ._run import Result as Result
@@ -31,6 +34,9 @@ __all__ = [
     "check_index",
     "evaluate",
     "evaluate_linear",
+    "softmax_from_gradient",
     "softmax_hvp",
     "spread_eps",
+    "target_gradient_map",
+    "target_map",
 ]

@@ -22,7 +22,15 @@ from typing import Any
 
 import torch
 
-from smoothce.internal import LossSpec, backend_of, evaluate, softmax_hvp
+from smoothce.internal import (
+    LossSpec,
+    backend_of,
+    evaluate,
+    softmax_from_gradient,
+    softmax_hvp,
+    target_gradient_map,
+    target_map,
+)
 
 __all__ = [
     "SmoothCrossEntropy",
@@ -340,11 +348,9 @@ class _SecondOrder:
 
     @property
     def p(self) -> Any:
-        """softmax(input): P = G + s·t is proportional to it, row by row."""
+        """softmax(input), recovered from the gradient and the target mass."""
         if self._p is None:
-            scaled = self.gradient + self.mass
-            total = scaled.sum(self.dim, keepdim=True)
-            self._p = scaled / torch.where(total == 0, torch.ones_like(total), total)
+            self._p = softmax_from_gradient(_XP, self.gradient, self.mass, axis=self.dim)
         return self._p
 
     @property
@@ -357,13 +363,12 @@ class _SecondOrder:
         return self._slope
 
     def target_map(self, v: Any) -> Any:
-        """⟨V, ∂G/∂y⟩ = a(⟨V, p⟩ − V); also ∂(∂L/∂y)/∂z applied to a tangent V."""
-        return self.slope * ((v * self.p).sum(self.dim, keepdim=True) - v)
+        """⟨V, ∂G/∂y⟩, also ∂(∂L/∂y)/∂z applied to a tangent V (the core's `target_map`)."""
+        return target_map(_XP, self.p, self.slope, v, axis=self.dim)
 
     def target_gradient_map(self, w: Any) -> Any:
-        """⟨W, ∂(∂L/∂y)/∂z⟩ = p·Σ a(W) − a(W); also ∂G/∂y applied to a tangent W."""
-        aw = self.slope * w
-        return self.p * aw.sum(self.dim, keepdim=True) - aw
+        """⟨W, ∂(∂L/∂y)/∂z⟩, also ∂G/∂y applied to a tangent W (its transpose)."""
+        return target_gradient_map(_XP, self.p, self.slope, w, axis=self.dim)
 
 
 def _target_gradient(ctx: Any, logits: Any, target: Any, eps: Any, weight: Any) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["softmax_hvp"]
+__all__ = ["softmax_from_gradient", "softmax_hvp", "target_gradient_map", "target_map"]
 
 
 def softmax_hvp(
@@ -32,11 +32,36 @@ def softmax_hvp(
     broadcast along ``axis``). Built from differentiable operations only, so it can itself be
     differentiated.
     """
-    scaled_p = gradient + mass
-    total = xp.sum(scaled_p, axis=axis, keepdims=True)
-    safe = xp.where(xp.equal(total, 0), xp.ones_like(total), total)
+    scaled_p, safe = _scaled_softmax(xp, gradient, mass, axis)
     dot = xp.sum(scaled_p * v, axis=axis, keepdims=True)
     hv = scaled_p * v - scaled_p * (dot / safe)
     if isinstance(curvature, (int, float)) and curvature == 0:
         return hv
     return hv + curvature * scaled_p * (dot / (safe * safe))
+
+
+def softmax_from_gradient(xp: Any, gradient: Any, mass: Any, axis: int = -1) -> Any:
+    """p = P / Σ_c P_c with P = G + s·t (rows with Σ P = 0, the absent ones, give 0)."""
+    scaled_p, safe = _scaled_softmax(xp, gradient, mass, axis)
+    return scaled_p / safe
+
+
+def target_map(xp: Any, p: Any, slope: Any, v: Any, axis: int = -1) -> Any:
+    r"""For probability labels y: ⟨V, ∂G/∂y⟩ = a(⟨V, p⟩ − V), with a(x) = ``slope`` ⊙ x and
+    ``slope`` = s·(1 − ε)·w (t's derivative with respect to y); the same map is ∂(∂L/∂y)/∂z
+    applied to a tangent V."""
+    return slope * (xp.sum(v * p, axis=axis, keepdims=True) - v)
+
+
+def target_gradient_map(xp: Any, p: Any, slope: Any, w: Any, axis: int = -1) -> Any:
+    """The transpose of :func:`target_map`: ⟨W, ∂(∂L/∂y)/∂z⟩ = p·Σ_c a(W) − a(W); the same
+    map is ∂G/∂y applied to a tangent W."""
+    aw = slope * w
+    return p * xp.sum(aw, axis=axis, keepdims=True) - aw
+
+
+def _scaled_softmax(xp: Any, gradient: Any, mass: Any, axis: int) -> tuple[Any, Any]:
+    """P = G + s·t = s·T·p and its row sums, with 1 where a row sums to 0."""
+    scaled_p = gradient + mass
+    total = xp.sum(scaled_p, axis=axis, keepdims=True)
+    return scaled_p, xp.where(xp.equal(total, 0), xp.ones_like(total), total)
